@@ -1,0 +1,191 @@
+"""The codec worker: one thread that owns the codec and batches decode work across streams.
+
+Requests submit windows of frames and await a future. The thread takes the first pending
+item, then (with dynamic batching) keeps collecting for up to `batch_wait_s` or until
+`max_batch_size` items, groups them by window length, and decodes each group in one call.
+Equal lengths are batched without padding, so a batched decode equals one-by-one decode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from app.codec.info import CodecInfo
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Codec(Protocol):
+    info: CodecInfo
+
+    def decode_frames(self, frames: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class WorkerStats:
+    decode_calls: int = 0
+    windows: int = 0
+    frames: int = 0
+    max_batch: int = 0
+    busy_s: float = 0.0
+    withdrawn: int = 0
+    batch_histogram: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+
+@dataclass
+class _Item:
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    frames: np.ndarray | None = None  # (T, 7) for a decode
+    call: Callable[[], Any] | None = None  # any other codec job (encode, warm-up)
+
+
+_STOP = object()
+
+
+class CodecWorker:
+    def __init__(
+        self, codec: Codec, *, dynamic_batching: bool, max_batch_size: int, batch_wait_s: float
+    ):
+        self.codec = codec
+        self.dynamic_batching = dynamic_batching
+        self.max_batch_size = max_batch_size if dynamic_batching else 1
+        self.batch_wait_s = batch_wait_s
+        self.stats = WorkerStats()
+        self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="codec-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Finish queued work, then end the thread."""
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout_s)
+        self._thread = None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    async def decode(self, frames: np.ndarray) -> np.ndarray:
+        """(T, 7) frames -> (T * samples_per_frame,) float32. Cancelling withdraws the work."""
+        return await self._submit(_Item(*self._future(), frames=frames))
+
+    async def run(self, call: Callable[[], T]) -> T:
+        """Run `call` on the codec thread (anything touching the model goes through here)."""
+        return await self._submit(_Item(*self._future(), call=call))
+
+    def _future(self) -> tuple[asyncio.Future[Any], asyncio.AbstractEventLoop]:
+        loop = asyncio.get_running_loop()
+        return loop.create_future(), loop
+
+    async def _submit(self, item: _Item) -> Any:
+        if not self.alive:
+            raise RuntimeError("codec worker is not running")
+        self._queue.put(item)
+        return await item.future
+
+    def _collect(self, first: _Item) -> tuple[list[_Item], bool]:
+        items, stop = [first], False
+        deadline = time.monotonic() + self.batch_wait_s
+        while len(items) < self.max_batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                nxt = self._queue.get(timeout=remaining) if remaining > 0 else \
+                    self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is _STOP:
+                stop = True
+                break
+            assert isinstance(nxt, _Item)
+            if nxt.call is not None:  # run non-decode jobs at once, in order
+                self._execute_call(nxt)
+                continue
+            items.append(nxt)
+        return items, stop
+
+    def _run(self) -> None:
+        import torch  # the worker thread is where the codec's torch work happens
+
+        torch.set_grad_enabled(False)
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            assert isinstance(first, _Item)
+            if first.call is not None:
+                self._execute_call(first)
+                continue
+            items, stop = self._collect(first) if self.max_batch_size > 1 else ([first], False)
+            self._decode_batch(items)
+            if stop:
+                return
+
+    def _execute_call(self, item: _Item) -> None:
+        if item.future.cancelled():
+            return
+        assert item.call is not None
+        try:
+            result = item.call()
+        except Exception as exc:  # handed to the awaiting request, which decides
+            _resolve(item, exc=exc)
+        else:
+            _resolve(item, result=result)
+
+    def _decode_batch(self, items: list[_Item]) -> None:
+        live = [i for i in items if not i.future.cancelled()]
+        self.stats.withdrawn += len(items) - len(live)
+        groups: dict[int, list[_Item]] = defaultdict(list)
+        for item in live:
+            assert item.frames is not None
+            groups[item.frames.shape[0]].append(item)
+        for steps, group in groups.items():
+            batch = np.stack([i.frames for i in group])  # (B, T, 7)
+            started = time.perf_counter()
+            try:
+                audio = self.codec.decode_frames(batch)  # (B, T * 2048)
+            except Exception as exc:
+                logger.exception("codec decode failed for a batch of %d", len(group))
+                for item in group:
+                    _resolve(item, exc=exc)
+                continue
+            self.stats.busy_s += time.perf_counter() - started
+            self.stats.decode_calls += 1
+            self.stats.windows += len(group)
+            self.stats.frames += steps * len(group)
+            self.stats.max_batch = max(self.stats.max_batch, len(group))
+            self.stats.batch_histogram[len(group)] += 1
+            for row, item in enumerate(group):
+                _resolve(item, result=audio[row])
+
+
+def _resolve(item: _Item, *, result: Any = None, exc: BaseException | None = None) -> None:
+    def settle() -> None:
+        if item.future.done():
+            return
+        if exc is not None:
+            item.future.set_exception(exc)
+        else:
+            item.future.set_result(result)
+
+    try:
+        item.loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop closed while we decoded: nobody is waiting
+        pass

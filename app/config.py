@@ -1,0 +1,179 @@
+"""Service settings: the one place that reads the environment.
+
+Every variable of the seed README keeps its name and default (TTS_API, MODEL_NAME, SPEAKERS,
+DYNAMIC_BATCHING, ...). `Settings()` is built once in the entry point and passed down.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+OPENAI_VOICES = (
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "nova",
+    "onyx", "sage", "shimmer", "verse", "marin", "cedar",
+)
+OPENAI_MODELS = (
+    "tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-03-20",
+    "gpt-4o-mini-tts-2025-12-15",
+)
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Proxy settings. Units are in the field names or descriptions."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # Seed variables (003), names and defaults unchanged.
+    tts_api: str = Field(
+        "http://tts-engine:9093", alias="TTS_API", description="Base URL of the vLLM engine."
+    )
+    model_name: str = Field(
+        "TTS-model", alias="MODEL_NAME",
+        description="Model id clients send; also the engine's --served-model-name.",
+    )
+    default_speaker: str = Field("husein", alias="DEFAULT_SPEAKER", description="Default voice.")
+    speakers: Annotated[list[str], NoDecode] = Field(
+        ["husein", "idayu", "jenny"], alias="SPEAKERS",
+        description="Built-in speakers, comma separated.",
+    )
+    default_temperature: float = Field(0.6, alias="DEFAULT_TEMPERATURE", ge=0.0, le=2.0)
+    default_repetition_penalty: float = Field(
+        1.15, alias="DEFAULT_REPETITION_PENALTY", gt=0.0, le=2.0
+    )
+    default_max_tokens: int = Field(3072, alias="DEFAULT_MAX_TOKENS", ge=7, le=65536)
+    default_playback_speed: float = Field(
+        1.5, alias="DEFAULT_PLAYBACK_SPEED", gt=0.0, le=30.0,
+        description="Seconds of audio per streamed chunk after the first.",
+    )
+    default_playback_overlap_speed: float = Field(
+        0.2, alias="DEFAULT_PLAYBACK_OVERLAP_SPEED", ge=0.0, le=2.0,
+        description="Seconds crossfaded at each chunk seam.",
+    )
+    dynamic_batching: bool = Field(
+        False, alias="DYNAMIC_BATCHING",
+        description="Decode windows of concurrent streams together in one codec call.",
+    )
+    microsleep: float = Field(
+        1e-4, alias="MICROSLEEP", ge=0.0, le=1.0,
+        description="Seconds the codec worker waits to collect a batch.",
+    )
+    max_batch_size: int = Field(16, alias="MAX_BATCH_SIZE", ge=1, le=1024)
+    cuda_graph_batch: Annotated[list[float], NoDecode] = Field(
+        [], alias="CUDA_GRAPH_BATCH",
+        description="Window-length buckets in seconds captured as CUDA graphs (CUDA only).",
+    )
+    torch_compile: bool = Field(
+        False, alias="TORCH_COMPILE", description="torch.compile the decoder instead of graphs."
+    )
+    debug_audio: bool = Field(
+        False, alias="DEBUG_AUDIO", description="Save every emitted chunk as WAV under DATA_DIR."
+    )
+    sentry_dsn: str = Field(" ", alias="SENTRY_DSN", description="Blank disables Sentry.")
+
+    # Ours.
+    host: str = Field("0.0.0.0", alias="HOST")
+    port: int = Field(9091, alias="PORT", ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", alias="LOG_LEVEL")
+    data_dir: str = Field("data", alias="DATA_DIR", description="Writable directory.")
+    snac_model: str = Field(
+        "hubertsiuzdak/snac_24khz", alias="SNAC_MODEL",
+        description="HF id, local directory, or 'random' (real architecture, seeded weights).",
+    )
+    codec_device: Literal["auto", "cpu", "cuda"] = Field("auto", alias="CODEC_DEVICE")
+    codec_dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", alias="CODEC_DTYPE"
+    )
+    model_profile: Literal["auto", "orpheus", "demo"] = Field(
+        "auto", alias="MODEL_PROFILE",
+        description="Prompt/token layout of the served model; auto probes the tokenizer.",
+    )
+    engine_token_mode: Literal["logprobs", "token_ids"] = Field(
+        "token_ids", alias="ENGINE_TOKEN_MODE",
+        description="How token ids are read from vLLM: return_token_ids or logprobs tokens.",
+    )
+    engine_connect_timeout_s: float = Field(5.0, alias="ENGINE_CONNECT_TIMEOUT_S", gt=0)
+    engine_read_timeout_s: float = Field(
+        60.0, alias="ENGINE_READ_TIMEOUT_S", gt=0,
+        description="Longest silence tolerated between two engine stream chunks.",
+    )
+    engine_max_connections: int = Field(256, alias="ENGINE_MAX_CONNECTIONS", ge=1)
+    engine_startup_timeout_s: float = Field(
+        300.0, alias="ENGINE_STARTUP_TIMEOUT_S", ge=0,
+        description="How long start-up waits for the engine to answer before giving up.",
+    )
+    first_chunk_frames: int = Field(
+        3, alias="FIRST_CHUNK_FRAMES", ge=1, le=64,
+        description="Frames (85.3 ms each) in the first streamed chunk, for low first-audio latency.",
+    )
+    min_context_frames: int = Field(
+        1, alias="MIN_CONTEXT_FRAMES", ge=0, le=8,
+        description="Least left/right codec context decoded around each chunk, in frames.",
+    )
+    max_input_chars: int = Field(4096, alias="MAX_INPUT_CHARS", ge=1)
+    voice_map: Annotated[dict[str, str], NoDecode] = Field(
+        {}, alias="VOICE_MAP",
+        description="OpenAI voice -> speaker, JSON or 'alloy=husein,echo=idayu'. "
+        "Unlisted OpenAI voices map round-robin onto SPEAKERS.",
+    )
+    model_aliases: Annotated[list[str], NoDecode] = Field(
+        list(OPENAI_MODELS), alias="MODEL_ALIASES",
+        description="Model names that resolve to MODEL_NAME (OpenAI's, for drop-in apps).",
+    )
+    demo: bool | None = Field(
+        None, alias="TTS_DEMO",
+        description="Force the demo flag; unset = derived from the profile and codec weights.",
+    )
+
+    @field_validator("speakers", "model_aliases", "cuda_graph_batch", mode="before")
+    @classmethod
+    def _parse_list(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("voice_map", mode="before")
+    @classmethod
+    def _parse_voice_map(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return {}
+            if text.startswith("{"):
+                return json.loads(text)
+            pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+            return {k.strip(): v.strip() for k, v in pairs}
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not self.speakers:
+            raise ValueError("SPEAKERS must name at least one speaker")
+        if self.default_speaker not in self.speakers:
+            raise ValueError(f"DEFAULT_SPEAKER {self.default_speaker!r} is not in SPEAKERS")
+        unknown = sorted(set(self.voice_map.values()) - set(self.speakers))
+        if unknown:
+            raise ValueError(f"VOICE_MAP targets unknown speakers: {unknown}")
+        if any(s <= 0 for s in self.cuda_graph_batch):
+            raise ValueError("CUDA_GRAPH_BATCH buckets must be positive seconds")
+        return self
+
+    def resolved_voice_map(self) -> dict[str, str]:
+        """Every OpenAI voice name mapped to a configured speaker."""
+        mapping = {
+            voice: self.speakers[i % len(self.speakers)] for i, voice in enumerate(OPENAI_VOICES)
+        }
+        mapping.update(self.voice_map)
+        return mapping

@@ -1,0 +1,53 @@
+"""Request and response models of the public API (OpenAI's audio.speech plus the seed's fields)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+
+
+class VoiceRef(BaseModel):
+    """OpenAI's custom-voice reference: `voice={"id": "voice_..."}`."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=128)
+
+
+class SpeechRequest(BaseModel):
+    """POST /v1/audio/speech. Unset seed fields fall back to the server's DEFAULT_* settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str = Field(min_length=1)
+    model: str | None = None
+    voice: str | VoiceRef | None = None
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "pcm"
+    # OpenAI fields.
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    instructions: str | None = Field(None, max_length=4096)
+    stream_format: Literal["audio", "sse"] = "audio"
+    # Seed fields.
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=7, le=65536)
+    stream: bool = True
+    playback_speed: float | None = Field(None, ge=0.05, le=30.0)
+    playback_overlap_speed: float | None = Field(None, ge=0.0, le=2.0)
+    normalize_malaysian: bool = True
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "tts-proxy"
+    root: str | None = None
+    parent: str | None = None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,176 @@
+"""create_app: routes, error handlers and the lifespan that owns every resource."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from http import HTTPStatus
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app.codec.worker import Codec, CodecWorker
+from app.config import Settings
+from app.engine import EngineClient
+from app.errors import EngineUnavailable, TTSError, error_envelope
+from app.metrics import Metrics
+from app.profiles import resolve_profile
+from app.routes import info, speech
+from app.state import AppState, request_id_of
+from app.synthesis import SpeechService
+
+logger = logging.getLogger(__name__)
+
+DEMO_BANNER = """
+############################################################################
+#  DEMO MODE: the speech LM and/or SNAC weights were GENERATED locally.    #
+#  This service makes NOISE, not speech. Point TTS_MODEL and SNAC_MODEL at #
+#  real weights (HF ids or local directories) for real speech.             #
+############################################################################"""
+
+CodecFactory = Callable[[Settings], Codec]
+
+
+def load_snac(settings: Settings) -> Codec:
+    from app.codec.snac import SnacCodec  # torch is imported only where a codec is built
+
+    return SnacCodec.load(settings.snac_model, device=settings.codec_device,
+                          dtype=settings.codec_dtype)
+
+
+async def wait_for_engine(engine: EngineClient, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if await engine.healthy():
+            return
+        if time.monotonic() > deadline:
+            raise EngineUnavailable(f"engine did not become healthy within {timeout_s:.0f} s")
+        await asyncio.sleep(0.5)
+
+
+async def _choose_model(engine: EngineClient, wanted: str) -> int | None:
+    served = await engine.served_models()
+    for model in served:
+        if model.id == wanted:
+            return model.max_model_len
+    if len(served) == 1:
+        logger.warning("engine serves %r, not MODEL_NAME %r: using it", served[0].id, wanted)
+        engine.model = served[0].id
+        return served[0].max_model_len
+    raise EngineUnavailable(f"engine does not serve {wanted!r} (serves {[m.id for m in served]})")
+
+
+def _build_lifespan(
+    settings: Settings, codec_factory: CodecFactory, transport: httpx.AsyncBaseTransport | None
+) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        timeout = httpx.Timeout(connect=settings.engine_connect_timeout_s,
+                                read=settings.engine_read_timeout_s, write=10.0, pool=10.0)
+        limits = httpx.Limits(max_connections=settings.engine_max_connections,
+                              max_keepalive_connections=settings.engine_max_connections)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport) as http:
+            engine = EngineClient(http, base_url=settings.tts_api, model=settings.model_name,
+                                  mode=settings.engine_token_mode)
+            await wait_for_engine(engine, settings.engine_startup_timeout_s)
+            model_len = await _choose_model(engine, settings.model_name)
+            profile = await resolve_profile(engine, settings.model_profile)
+            codec = await asyncio.to_thread(codec_factory, settings)
+            info_ = codec.info
+            worker = CodecWorker(codec, dynamic_batching=settings.dynamic_batching,
+                                 max_batch_size=settings.max_batch_size,
+                                 batch_wait_s=settings.microsleep)
+            worker.start()
+            try:
+                await _warm_up(worker, codec, settings)
+                metrics = Metrics()
+                service = SpeechService(settings, engine, worker, profile, metrics,
+                                        sample_rate=info_.sample_rate,
+                                        samples_per_frame=info_.samples_per_frame)
+                demo = settings.demo if settings.demo is not None else (
+                    profile.profile.is_demo or info_.random_weights)
+                if demo:
+                    logger.warning(DEMO_BANNER)
+                app.state.tts = AppState(settings=settings, engine=engine, worker=worker,
+                                         codec_info=info_, profile=profile, speech=service,
+                                         metrics=metrics, demo=demo, engine_model_len=model_len)
+                logger.info("ready: engine %s model %s profile %s, codec %s on %s",
+                            settings.tts_api, engine.model, profile.profile.name,
+                            info_.source, info_.device)
+                yield
+            finally:
+                worker.stop()
+
+    return lifespan
+
+
+async def _warm_up(worker: CodecWorker, codec: Codec, settings: Settings) -> None:
+    prepare = getattr(codec, "prepare_accelerated", None)
+    warm = getattr(codec, "warm_up", None)
+
+    def run() -> None:
+        if prepare is not None:
+            prepare(bucket_seconds=settings.cuda_graph_batch, max_batch=settings.max_batch_size,
+                    compile_model=settings.torch_compile)
+        if warm is not None:
+            warm([4])
+
+    await worker.run(run)
+
+
+async def _tts_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TTSError)
+    level = logging.WARNING if exc.status >= HTTPStatus.INTERNAL_SERVER_ERROR else logging.INFO
+    logger.log(level, "[%s] %d %s", request_id_of(request), exc.status, exc.message)
+    return JSONResponse(exc.envelope(), status_code=exc.status,
+                        headers={"X-Request-Id": request_id_of(request)})
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+    return JSONResponse(error_envelope(str(exc.detail), type_, None, code),
+                        status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("[%s] unhandled error", request_id_of(request), exc_info=exc)
+    return JSONResponse(
+        error_envelope("The server had an error while processing your request.",
+                       "server_error", None, "internal_error"),
+        status_code=HTTPStatus.INTERNAL_SERVER_ERROR)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    codec_factory: CodecFactory = load_snac,
+    engine_transport: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    """Build the app. Nothing is loaded or connected until the lifespan starts."""
+    routes = [
+        Route("/v1/audio/speech", speech.create_speech, methods=["POST"]),
+        Route("/v1/audio/speaker", info.list_speakers, methods=["GET"]),
+        Route("/v1/audio/voices", info.list_voices, methods=["GET"]),
+        Route("/v1/models", info.list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", info.retrieve_model, methods=["GET"]),
+        Route("/health", info.health, methods=["GET"]),
+        Route("/metrics", info.metrics, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=_build_lifespan(settings, codec_factory, engine_transport),
+        exception_handlers={
+            TTSError: _tts_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+    )

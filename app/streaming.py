@@ -1,0 +1,129 @@
+"""Chunk planning and crossfade stitching: frames arriving over time -> seamless PCM chunks.
+
+A chunk is a run of frames [start, end). It is decoded as a window with `context` frames on
+each side (fewer at the edges of the sequence) so that its samples match an offline decode of
+the whole sequence; the seam between two chunks is crossfaded over `2 * half_overlap`
+samples centred on the boundary, where both windows have real context. The fade is
+raised-cosine and amplitude-complementary (the two decodes are near-identical signals), so
+there is no dip in level at a seam.
+
+Chunk sizes grow: the first is `first_chunk_frames` (low first-audio latency); each next one is
+as long as everything emitted so far, capped at `chunk_frames` (`playback_speed` seconds). A
+listener who starts playing at the first byte then always holds at least one chunk's worth
+of audio while the next is generated, if the engine keeps up with real time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Sizes in frames, overlap in samples."""
+
+    first_chunk_frames: int
+    chunk_frames: int
+    context_frames: int
+    half_overlap: int
+    samples_per_frame: int
+
+    @classmethod
+    def from_seconds(
+        cls,
+        *,
+        playback_speed_s: float,
+        overlap_s: float,
+        first_chunk_frames: int,
+        min_context_frames: int,
+        sample_rate: int = 24000,
+        samples_per_frame: int = 2048,
+    ) -> ChunkPlan:
+        chunk = max(1, round(playback_speed_s * sample_rate / samples_per_frame))
+        first = min(first_chunk_frames, chunk)
+        half = round(overlap_s * sample_rate) // 2
+        # A seam's fade must lie inside both neighbours' own samples.
+        half = min(half, first * samples_per_frame // 2, chunk * samples_per_frame // 2)
+        context = max(min_context_frames, math.ceil(half / samples_per_frame))
+        return cls(first, chunk, context, half, samples_per_frame)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Decode frames [window_start, window_end) to emit chunk [start, end)."""
+
+    start: int
+    end: int
+    window_start: int
+    window_end: int
+    final: bool
+
+
+class ChunkPlanner:
+    """Decides, as frames arrive, which windows to decode next."""
+
+    def __init__(self, plan: ChunkPlan):
+        self.plan = plan
+        self._next_start = 0
+        self._emitted_frames = 0
+
+    def next_window(self, available: int, finished: bool) -> Window | None:
+        """The next window to decode, or None until more frames arrive."""
+        start = self._next_start
+        if start >= available:
+            return None
+        size = min(self.plan.chunk_frames, max(self.plan.first_chunk_frames, self._emitted_frames))
+        end = start + size
+        ctx = self.plan.context_frames
+        if available >= end + ctx and not (finished and available - end < size // 2 + 1):
+            window = Window(start, end, max(0, start - ctx), end + ctx, final=False)
+        elif finished:
+            window = Window(start, available, max(0, start - ctx), available, final=True)
+        else:
+            return None
+        self._next_start = window.end
+        self._emitted_frames += window.end - window.start
+        return window
+
+
+class Stitcher:
+    """Crossfades decoded windows into one continuous signal, emitted chunk by chunk."""
+
+    def __init__(self, plan: ChunkPlan):
+        self.plan = plan
+        half = plan.half_overlap
+        ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(2 * half) + 0.5) / (2 * half))
+        self._fade_in = ramp.astype(np.float32)  # rises 0 -> 1; fade-out is 1 - fade-in
+        self._tail: np.ndarray | None = None  # previous chunk's decode around its end seam
+        self.decoded_samples = 0
+        self.emitted_samples = 0
+
+    def push(self, window: Window, audio: np.ndarray) -> np.ndarray:
+        """Take a window's decoded audio; return the samples now final, in order."""
+        spf, half = self.plan.samples_per_frame, self.plan.half_overlap
+        self.decoded_samples += audio.shape[0]
+        origin = window.window_start * spf  # sample index of audio[0] in the whole stream
+        begin = window.start * spf - origin
+        stop = window.end * spf - origin
+        parts: list[np.ndarray] = []
+        if self._tail is not None and half:
+            head = audio[begin - half:begin + half]
+            parts.append(self._tail * (1.0 - self._fade_in) + head * self._fade_in)
+            begin += half
+        if window.final:
+            parts.append(audio[begin:stop])
+            self._tail = None
+        else:
+            parts.append(audio[begin:stop - half])
+            self._tail = audio[stop - half:stop + half].copy() if half else None
+        out = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        self.emitted_samples += out.shape[0]
+        return out
+
+    @property
+    def redundancy(self) -> float:
+        """Decoded samples per emitted sample (1.0 = no wasted decode)."""
+        return self.decoded_samples / self.emitted_samples if self.emitted_samples else 0.0

@@ -1,0 +1,1 @@
+"""Process management for the whole stack: the vLLM engine and the API."""

@@ -1,0 +1,31 @@
+"""Small in-process fakes (a codec that decodes instantly)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from app.codec.info import CodecInfo
+
+INFO = CodecInfo("fake", True, "cpu", "float32", 24000, 2048)
+
+
+class RecordingCodec:
+    """Decodes frame codes to a recognisable signal and records every batch it saw."""
+
+    info = INFO
+
+    def __init__(self, delay_s: float = 0.0, fail: bool = False):
+        self.batches: list[tuple[int, int]] = []
+        self.delay_s = delay_s
+        self.fail = fail
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def decode_frames(self, frames: np.ndarray) -> np.ndarray:
+        self.gate.wait(5)
+        if self.fail:
+            raise RuntimeError("boom")
+        self.batches.append(frames.shape[:2])
+        return np.repeat(frames[:, :, 0].astype(np.float32), 2048, axis=1)

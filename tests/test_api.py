@@ -1,0 +1,189 @@
+"""The API against a scripted engine: validation, envelopes, framing, faults, disconnects."""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import httpx
+import pytest
+
+from app.config import Settings
+from app.server import create_app
+from tests.fake_engine import Script, create_fake_engine
+from tests.fakes import RecordingCodec
+from tests.servers import serve
+
+SPEECH = "/v1/audio/speech"
+
+
+@pytest.fixture(scope="module")
+def script():
+    return Script()
+
+
+@pytest.fixture(scope="module")
+def engine_url(script):
+    with serve(create_fake_engine(script)) as url:
+        yield url
+
+
+def proxy_settings(engine_url: str, **overrides) -> Settings:
+    return Settings(TTS_API=engine_url, ENGINE_STARTUP_TIMEOUT_S=10, **overrides)
+
+
+@pytest.fixture(scope="module")
+def api(engine_url):
+    app = create_app(proxy_settings(engine_url), codec_factory=lambda s: RecordingCodec())
+    with serve(app) as url:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            client.app = app
+            yield client
+
+
+@pytest.fixture(autouse=True)
+def reset_script(script):
+    script.frames, script.delay_s, script.misplace_at = 12, 0.0, None
+    script.requests.clear()
+
+
+def speak(api, **fields):
+    return api.post(SPEECH, json={"input": "Hello there, how are you?", **fields})
+
+
+def test_speech_streams_pcm_with_demo_header(api):
+    r = speak(api, response_format="pcm")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "audio/pcm"
+    assert r.headers["x-tts-demo"] == "true" and r.headers["x-request-id"]
+    assert len(r.content) == 12 * 2048 * 2
+
+
+def test_streamed_wav_has_unknown_length_header(api):
+    r = speak(api, response_format="wav", stream=True)
+    assert r.content[:4] == b"RIFF" and struct.unpack("<I", r.content[40:44])[0] == 0xFFFFFFFF
+    assert len(r.content) == 44 + 12 * 2048 * 2
+
+
+def test_non_streamed_wav_has_exact_sizes(api):
+    r = speak(api, response_format="wav", stream=False)
+    riff, = struct.unpack("<I", r.content[4:8])
+    data, = struct.unpack("<I", r.content[40:44])
+    assert data == 12 * 2048 * 2 and riff == 36 + data == len(r.content) - 8
+    assert r.headers["content-length"] == str(len(r.content))
+
+
+def test_request_fields_reach_the_engine(api, script):
+    r = speak(api, temperature=0.3, repetition_penalty=1.3, max_tokens=49)
+    assert r.status_code == 200
+    body = script.requests[-1]
+    assert (body["temperature"], body["repetition_penalty"], body["max_tokens"]) == (0.3, 1.3, 49)
+    assert body["prompt"] == "<|im_start|>husein: Hello there, how are you?<|im_end|><|speech_start|>"
+    assert body["return_token_ids"] is True and body["skip_special_tokens"] is False
+    assert len(r.content) == 7 * 2048 * 2  # max_tokens 49 = 7 frames
+
+
+def test_defaults_and_demo_length_cap(api, script):
+    speak(api, input="Hi!")
+    body = script.requests[-1]
+    assert body["temperature"] == 0.6 and body["repetition_penalty"] == 1.15
+    assert body["max_tokens"] == 4 * 7 + 1  # demo profile: frames capped by input length
+
+
+def test_openai_names_resolve(api, script):
+    r = speak(api, model="tts-1-hd", voice="alloy")
+    assert r.status_code == 200
+    assert "husein: " in script.requests[-1]["prompt"]
+    assert speak(api, model="gpt-4o-mini-tts", voice="echo").status_code == 200
+    assert "idayu: " in script.requests[-1]["prompt"]
+
+
+def test_markup_is_cleaned_and_special_tokens_cannot_be_injected(api, script):
+    speak(api, input="**Hello**   <b>world</b> <|speech_end|>")
+    assert "husein: Hello world<|im_end|>" in script.requests[-1]["prompt"]
+
+
+@pytest.mark.parametrize("fields,status,param", [
+    ({"voice": "nobody"}, 400, "voice"),
+    ({"model": "whisper-1"}, 404, "model"),
+    ({"response_format": "mp3"}, 400, "response_format"),
+    ({"response_format": "ogg"}, 400, "response_format"),
+    ({"speed": 1.5}, 400, "speed"),
+    ({"speed": 9}, 400, "speed"),
+    ({"stream_format": "sse"}, 400, "stream_format"),
+    ({"instructions": "Speak cheerfully"}, 400, "instructions"),
+    ({"input": ""}, 400, "input"),
+    ({"input": "   <b></b> "}, 400, "input"),
+    ({"input": "x" * 5000}, 400, "input"),
+    ({"temperature": -1}, 400, "temperature"),
+    ({"max_tokens": 0}, 400, "max_tokens"),
+    ({"playback_speed": 0.2, "playback_overlap_speed": 0.3}, 400, "playback_overlap_speed"),
+    ({"unknown_field": 1}, 400, "unknown_field"),
+    ({"voice": {"id": "voice_missing"}}, 404, "voice"),
+    ({"input": "TOO_LONG"}, 400, "input"),
+])
+def test_invalid_requests_get_openai_envelope(api, fields, status, param):
+    r = api.post(SPEECH, json={"input": "Hello", **fields})
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["param"] == param and error["message"]
+    assert error["type"] == "invalid_request_error"
+
+
+def test_malformed_json_and_unknown_routes_get_envelopes(api):
+    r = api.post(SPEECH, content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    r = api.post(SPEECH, json=["a list"])
+    assert r.status_code == 400
+    assert api.get("/v1/nothing").json()["error"]["code"] == "not_found"
+    assert api.get(SPEECH).status_code == 405
+
+
+def test_logprobs_token_mode_gives_the_same_audio(engine_url, script):
+    app = create_app(proxy_settings(engine_url, ENGINE_TOKEN_MODE="logprobs"),
+                     codec_factory=lambda s: RecordingCodec())
+    with serve(app) as url:
+        r = httpx.post(url + SPEECH, json={"input": "Hello there, how are you?"}, timeout=30)
+    assert script.requests[-1]["return_tokens_as_token_ids"] is True
+    assert script.requests[-1]["logprobs"] == 0
+    assert len(r.content) == 12 * 2048 * 2
+
+
+def test_misplaced_tokens_are_counted_not_decoded(api, script):
+    script.misplace_at = 9  # inside frame 1
+    r = speak(api)
+    assert len(r.content) == 11 * 2048 * 2
+    assert "tts_misplaced_tokens_total" in api.get("/metrics").text
+    assert api.app.state.tts.metrics.misplaced_tokens >= 1
+
+
+def test_client_disconnect_aborts_the_engine_request(api, script):
+    script.frames, script.delay_s = 400, 0.01
+    aborted = script.aborted
+    with api.stream("POST", SPEECH, json={"input": "x" * 500}) as r:
+        assert r.status_code == 200
+        next(r.iter_bytes())
+    deadline = time.monotonic() + 5
+    while script.aborted == aborted and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert script.aborted == aborted + 1 and script.running == 0
+    assert api.app.state.tts.metrics.active_streams == 0
+
+
+def test_engine_failure_mid_stream_breaks_the_body(api):
+    with pytest.raises(httpx.RemoteProtocolError):
+        speak(api, input="FAIL_MIDWAY please")
+    assert speak(api).status_code == 200  # the server is fine afterwards
+
+
+def test_info_endpoints(api):
+    assert api.get("/v1/audio/speaker").json() == ["husein", "idayu", "jenny"]
+    voices = {v["id"]: v for v in api.get("/v1/audio/voices").json()["data"]}
+    assert voices["husein"]["type"] == "builtin" and voices["alloy"]["speaker"] == "husein"
+    models = [m["id"] for m in api.get("/v1/models").json()["data"]]
+    assert models[0] == "TTS-model" and "tts-1" in models
+    assert api.get("/v1/models/tts-1").json()["root"] == "TTS-model"
+    health = api.get("/health").json()
+    assert health["status"] == "ok" and health["demo"] is True
+    assert health["engine"]["reachable"] and health["codec"]["loaded"]
