@@ -1,0 +1,277 @@
+"""Async load generator for ``POST /v1/audio/speech``.
+
+Closed loop (no rate): ``concurrency`` workers each send their next request as soon as the
+previous one ends. Open loop (a rate): requests arrive as a seeded Poisson process whatever
+the server does; ``concurrency`` caps the requests in flight and a request waiting for a slot
+has that wait counted in its latency. Either way exactly ``requests`` requests are sent.
+
+Failures never raise out of :func:`run_load`; each becomes a :class:`RequestRecord` whose
+``error`` names the kind (see :mod:`stress_test.report`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import random
+import struct
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from stress_test.report import SAMPLE_RATE, SAMPLE_WIDTH, RequestRecord
+
+logger = logging.getLogger(__name__)
+
+SPEECH_PATH = "/v1/audio/speech"
+WAV_HEADER_BYTES = 44
+WAV_UNKNOWN_SIZE = 0xFFFFFFFF
+ERROR_DETAIL_CHARS = 300
+
+ResponseFormat = Literal["pcm", "wav"]
+StreamMode = Literal["on", "off", "mix"]
+
+_WAV_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """One run's parameters. ``rate`` is requests per second (``None``: closed loop);
+    ``timeout_s`` bounds each HTTP exchange, from send to the last body byte."""
+
+    url: str
+    requests: int
+    concurrency: int
+    rate: float | None = None
+    response_format: ResponseFormat = "pcm"
+    stream_mode: StreamMode = "on"
+    voice: str = "husein"
+    model: str = "TTS-model"
+    max_tokens: int | None = None
+    temperature: float | None = None
+    timeout_s: float = 300.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.requests < 1:
+            raise ValueError("requests must be at least 1")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError("rate must be positive")
+        if self.timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+
+    def stream_for(self, index: int) -> bool:
+        """Whether request ``index`` streams; ``mix`` alternates, starting with streaming."""
+        if self.stream_mode == "mix":
+            return index % 2 == 0
+        return self.stream_mode == "on"
+
+    def payload_for(self, index: int, text: str) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "input": text,
+            "voice": self.voice,
+            "model": self.model,
+            "response_format": self.response_format,
+            "stream": self.stream_for(index),
+        }
+        if self.max_tokens is not None:
+            payload["max_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            payload["temperature"] = self.temperature
+        return payload
+
+
+class InvalidBody(Exception):
+    """A 2xx response whose body is not the audio the request asked for."""
+
+
+def poisson_arrivals(count: int, rate: float, seed: int) -> list[float]:
+    """Arrival offsets in seconds of a Poisson process at ``rate`` per second."""
+    rng = random.Random(seed)
+    return list(itertools.accumulate(rng.expovariate(rate) for _ in range(count)))
+
+
+def check_wav_header(header: bytes) -> int | None:
+    """Validate a 44-byte RIFF header for 16-bit mono 24 kHz PCM.
+
+    Returns the declared data size in bytes, or ``None`` when the header marks the length
+    as unknown (0xFFFFFFFF, as a streamed WAV does). Raises :class:`InvalidBody` otherwise.
+    """
+    fields = _WAV_HEADER.unpack(header)
+    riff, riff_size, wave, fmt, fmt_size, audio_format, channels, rate = fields[:8]
+    bits, data, data_size = fields[10:]  # skipping byte rate and block align
+    if (riff, wave, fmt, data) != (b"RIFF", b"WAVE", b"fmt ", b"data") or fmt_size != 16:
+        raise InvalidBody("bad RIFF header")
+    if (audio_format, channels, rate, bits) != (1, 1, SAMPLE_RATE, SAMPLE_WIDTH * 8):
+        raise InvalidBody(
+            f"WAV is format {audio_format}, {channels} channel(s), {rate} Hz, {bits}-bit;"
+            f" expected 16-bit mono {SAMPLE_RATE} Hz PCM"
+        )
+    if data_size == WAV_UNKNOWN_SIZE:
+        if riff_size != WAV_UNKNOWN_SIZE:
+            raise InvalidBody("RIFF size is known but data size is not")
+        return None
+    if riff_size != data_size + WAV_HEADER_BYTES - 8:
+        raise InvalidBody("RIFF size disagrees with data size")
+    return int(data_size)
+
+
+def _error_detail(body: bytes) -> str:
+    """The message of an OpenAI error envelope, else the start of the body."""
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = body.decode("utf-8", errors="replace")
+    return str(message)[:ERROR_DETAIL_CHARS]
+
+
+class _Clock:
+    """Seconds since the run started."""
+
+    def __init__(self) -> None:
+        self._origin = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self._origin
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    config: LoadConfig,
+    clock: _Clock,
+    index: int,
+    text: str,
+    start_s: float,
+) -> RequestRecord:
+    stream = config.stream_for(index)
+    record = RequestRecord(
+        index=index,
+        text=text,
+        stream=stream,
+        response_format=config.response_format,
+        start_s=start_s,
+        end_s=start_s,
+    )
+    header = bytearray()
+    header_needed = WAV_HEADER_BYTES if config.response_format == "wav" else 0
+    record.sent_s = clock()
+    try:
+        async with asyncio.timeout(config.timeout_s):
+            async with client.stream(
+                "POST", SPEECH_PATH, json=config.payload_for(index, text)
+            ) as response:
+                record.status = response.status_code
+                if not response.is_success:
+                    record.error = f"http_{response.status_code}"
+                    record.error_detail = _error_detail(await response.aread())
+                elif response.headers.get("content-type", "").startswith("application/json"):
+                    raise InvalidBody("JSON body on a successful response")
+                else:
+                    async for data in response.aiter_bytes():
+                        arrival_s = clock()
+                        if len(header) < header_needed:
+                            taken = header_needed - len(header)
+                            header += data[:taken]
+                            data = data[taken:]
+                        if data:
+                            record.chunks.append((arrival_s, len(data)))
+        if record.ok:
+            _check_body(record, bytes(header), header_needed)
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        record.error, record.error_detail = "timeout", str(exc) or type(exc).__name__
+    except httpx.ConnectError as exc:
+        record.error, record.error_detail = "connect_error", str(exc) or type(exc).__name__
+    except httpx.TransportError as exc:
+        record.error, record.error_detail = "transport_error", str(exc) or type(exc).__name__
+    except (InvalidBody, httpx.DecodingError) as exc:
+        record.error, record.error_detail = "invalid_body", str(exc)
+    finally:
+        record.end_s = clock()
+    if not record.ok:
+        logger.warning("request %d failed: %s: %s", index, record.error, record.error_detail)
+    return record
+
+
+def _check_body(record: RequestRecord, header: bytes, header_needed: int) -> None:
+    if len(header) < header_needed:
+        raise InvalidBody(f"body ended after {len(header)} bytes, inside the WAV header")
+    declared = check_wav_header(header) if header_needed else None
+    if declared is not None and declared != record.audio_bytes:
+        raise InvalidBody(f"WAV declares {declared} data bytes, body has {record.audio_bytes}")
+    if record.audio_bytes == 0:
+        raise InvalidBody("no audio in the body")
+    if record.audio_bytes % SAMPLE_WIDTH:
+        raise InvalidBody(f"odd PCM byte count {record.audio_bytes}")
+
+
+async def run_load(
+    config: LoadConfig,
+    texts: Sequence[str],
+    *,
+    on_complete: Callable[[RequestRecord], None] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> list[RequestRecord]:
+    """Send ``config.requests`` requests, cycling through ``texts``; return their records
+    in index order. ``on_complete`` is called once per finished request (a progress bar)."""
+    if not texts:
+        raise ValueError("texts must not be empty")
+    limits = httpx.Limits(
+        max_connections=config.concurrency, max_keepalive_connections=config.concurrency
+    )
+    records: list[RequestRecord] = []
+    async with httpx.AsyncClient(
+        base_url=config.url,
+        timeout=httpx.Timeout(config.timeout_s),
+        limits=limits,
+        transport=transport,
+    ) as client:
+        clock = _Clock()
+
+        async def send(index: int, start_s: float) -> None:
+            text = texts[index % len(texts)]
+            record = await _send(client, config, clock, index, text, start_s)
+            records.append(record)
+            if on_complete is not None:
+                on_complete(record)
+
+        if config.rate is None:
+            await _closed_loop(config, clock, send)
+        else:
+            await _open_loop(config, config.rate, clock, send)
+    return sorted(records, key=lambda record: record.index)
+
+
+_Send = Callable[[int, float], Awaitable[None]]
+
+
+async def _closed_loop(config: LoadConfig, clock: _Clock, send: _Send) -> None:
+    indices = iter(range(config.requests))  # shared: each worker takes the next index
+
+    async def worker() -> None:
+        for index in indices:
+            await send(index, clock())
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(config.concurrency, config.requests)):
+            group.create_task(worker())
+
+
+async def _open_loop(config: LoadConfig, rate: float, clock: _Clock, send: _Send) -> None:
+    slots = asyncio.Semaphore(config.concurrency)
+
+    async def arrive(index: int, due_s: float) -> None:
+        await asyncio.sleep(max(0.0, due_s - clock()))
+        async with slots:
+            await send(index, due_s)
+
+    arrivals = poisson_arrivals(config.requests, rate, config.seed)
+    async with asyncio.TaskGroup() as group:
+        for index, due_s in enumerate(arrivals):
+            group.create_task(arrive(index, due_s))

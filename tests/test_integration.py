@@ -1,0 +1,170 @@
+"""The real stack over loopback: vLLM CPU engine on the demo model + the real proxy + SNAC.
+
+Clients are the ones users use: the openai SDK, and httpx doing what the seed's curl does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import struct
+import time
+import wave
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from app.config import Settings
+from app.server import create_app
+from tests.servers import serve
+
+pytestmark = pytest.mark.engine
+SPEECH = "/v1/audio/speech"
+SAMPLES_PER_FRAME = 2048
+
+
+@pytest.fixture(scope="module")
+def api_url(engine):
+    settings = Settings(TTS_API=engine.config.url, SNAC_MODEL="random", DYNAMIC_BATCHING=True,
+                        MICROSLEEP=0.02, ENGINE_STARTUP_TIMEOUT_S=60)
+    app = create_app(settings)
+    with serve(app) as url:
+        serve.app = app
+        yield url
+
+
+@pytest.fixture(scope="module")
+def app_state(api_url):
+    return serve.app.state.tts
+
+
+@pytest.fixture
+def sdk(api_url):
+    return OpenAI(base_url=api_url + "/v1", api_key="x", max_retries=0)
+
+
+def engine_gauge(engine, name: str) -> float:
+    text = httpx.get(engine.config.url + "/metrics").text
+    values = [float(m[1]) for m in re.finditer(rf"^{re.escape(name)}\{{[^}}]*\}} (\S+)$", text,
+                                                   re.MULTILINE)]
+    return sum(values)
+
+
+def pcm_seconds(n_bytes: int) -> float:
+    return n_bytes / 2 / 24000
+
+
+def test_openai_sdk_writes_a_wav_file(sdk, tmp_path):
+    path = tmp_path / "a.wav"
+    sdk.audio.speech.create(model="TTS-model", voice="husein", input="Hello there.",
+                            response_format="wav").write_to_file(path)
+    data = path.read_bytes()
+    assert data[:4] == b"RIFF" and data[8:16] == b"WAVEfmt "
+    channels, rate = struct.unpack("<HI", data[22:28])
+    assert (channels, rate) == (1, 24000)
+    pcm = len(data) - 44
+    assert pcm > 0 and pcm % (SAMPLES_PER_FRAME * 2) == 0
+
+
+def test_openai_sdk_streams_pcm(sdk):
+    chunks = []
+    with sdk.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input="Hi! This is a streamed test sentence.",
+            response_format="pcm") as response:
+        assert response.headers["content-type"] == "audio/pcm"
+        assert response.headers["x-tts-demo"] == "true"
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+    total = sum(len(c) for c in chunks)
+    assert total > 0 and total % 2 == 0
+    assert total % (SAMPLES_PER_FRAME * 2) == 0
+
+
+def test_seed_curl_example_streams_wav(api_url):
+    seed = {
+        "input": "Hello! How can I help you? can I get your passport number sir.",
+        "voice": "husein", "model": "TTS-model", "response_format": "wav",
+        "temperature": 0.7, "stream": True, "playback_speed": 0.5,
+        "playback_overlap_speed": 0.1, "normalize_malaysian": True,
+    }
+    with httpx.stream("POST", api_url + SPEECH, json=seed, timeout=120) as r:
+        assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+        body = b"".join(r.iter_bytes())
+    assert struct.unpack("<I", body[40:44])[0] == 0xFFFFFFFF
+    assert len(body) > 44 + 4 * SAMPLES_PER_FRAME * 2
+
+
+def test_non_streamed_wav_has_exact_header_sizes(api_url):
+    r = httpx.post(api_url + SPEECH, timeout=120, json={
+        "input": "Exact sizes please.", "response_format": "wav", "stream": False,
+        "repetition_penalty": 1.1, "max_tokens": 140})
+    assert r.status_code == 200
+    with wave.open(io.BytesIO(r.content)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (24000, 1, 2)
+        assert w.getnframes() * 2 == len(r.content) - 44
+    assert w.getnframes() <= 20 * SAMPLES_PER_FRAME  # max_tokens 140 = 20 frames
+
+
+def test_temperature_zero_is_deterministic_in_length_and_tokens(api_url, app_state):
+    body = {"input": "Same every time.", "temperature": 0, "stream": False}
+    first = httpx.post(api_url + SPEECH, json=body, timeout=120)
+    second = httpx.post(api_url + SPEECH, json=body, timeout=120)
+    assert first.status_code == second.status_code == 200
+    assert len(first.content) == len(second.content) > 0
+    assert app_state.metrics.misplaced_tokens == 0
+
+
+async def test_concurrent_requests_are_batched_by_the_codec_worker(api_url, app_state):
+    before = app_state.worker.stats.max_batch
+    async with httpx.AsyncClient(base_url=api_url, timeout=180) as client:
+        responses = await asyncio.gather(*[
+            client.post(SPEECH, json={"input": f"Concurrent request number {i}, a longer text.",
+                                      "voice": ["husein", "idayu", "jenny", "nova"][i % 4],
+                                      "temperature": 0.8, "playback_speed": 0.5,
+                                      "playback_overlap_speed": 0.1})
+            for i in range(6)])
+    assert all(r.status_code == 200 for r in responses)
+    assert all(len(r.content) > 0 for r in responses)
+    stats = app_state.worker.stats
+    assert stats.max_batch >= 2, dict(stats.batch_histogram)
+    assert max(before, stats.max_batch) >= 2
+
+
+def test_client_disconnect_aborts_the_engine_request(api_url, engine):
+    long_text = "This sentence is long so that generation takes a while. " * 6
+    with httpx.stream("POST", api_url + SPEECH, timeout=120,
+                      json={"input": long_text, "playback_speed": 0.3,
+                            "playback_overlap_speed": 0.05}) as r:
+        assert r.status_code == 200
+        next(r.iter_bytes())
+        assert engine_gauge(engine, "vllm:num_requests_running") >= 1
+    deadline = time.monotonic() + 10
+    while engine_gauge(engine, "vllm:num_requests_running") > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert engine_gauge(engine, "vllm:num_requests_running") == 0
+
+
+@pytest.mark.parametrize("fields,status", [
+    ({"voice": "nobody"}, 400), ({"response_format": "flac"}, 400), ({"speed": 2.0}, 400),
+    ({"model": "no-such-model"}, 404), ({"input": ""}, 400), ({"max_tokens": -5}, 400),
+])
+def test_invalid_requests_get_4xx_envelopes(api_url, fields, status):
+    r = httpx.post(api_url + SPEECH, json={"input": "Hello", **fields}, timeout=30)
+    assert r.status_code == status
+    assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_openai_sdk_sees_errors_as_api_errors(sdk):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk.audio.speech.create(model="tts-1", voice="nobody", input="Hi", response_format="wav")
+    assert info.value.body["param"] == "voice"
+
+
+def test_health_reports_engine_codec_and_demo(api_url):
+    health = httpx.get(api_url + "/health").json()
+    assert health["status"] == "ok" and health["demo"] is True
+    assert health["engine"]["profile"] == "demo" and health["codec"]["random_weights"]
