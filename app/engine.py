@@ -84,8 +84,7 @@ class TokenStream:
                 except ValueError as exc:
                     raise EngineUnavailable("engine sent malformed stream data") from exc
                 if "error" in event:
-                    logger.error("[%s] engine error mid-stream: %s", self.request_id,
-                                 event["error"])
+                    logger.error("engine error mid-stream: %s", event["error"])
                     raise EngineUnavailable("the engine failed while generating")
                 for choice in event.get("choices") or []:
                     ids = parse_token_ids(choice, self._mode)
@@ -179,7 +178,7 @@ class EngineClient:
             body = await response.aread()
             await response.aclose()
             message = _engine_error_message(response, body)
-            logger.warning("[%s] engine rejected the request (%d): %s", request_id,
+            logger.warning("engine rejected the request (%d): %s",
                            response.status_code, message)
             if response.status_code == HTTPStatus.BAD_REQUEST:
                 # vLLM's 400s are about the request (e.g. prompt + max_tokens too long).

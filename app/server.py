@@ -128,7 +128,7 @@ async def _warm_up(worker: CodecWorker, codec: Codec, settings: Settings) -> Non
 async def _tts_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TTSError)
     level = logging.WARNING if exc.status >= HTTPStatus.INTERNAL_SERVER_ERROR else logging.INFO
-    logger.log(level, "[%s] %d %s", request_id_of(request), exc.status, exc.message)
+    logger.log(level, "%d %s", exc.status, exc.message)
     return JSONResponse(exc.envelope(), status_code=exc.status,
                         headers={"X-Request-Id": request_id_of(request)})
 
@@ -142,7 +142,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("[%s] unhandled error", request_id_of(request), exc_info=exc)
+    logger.exception("unhandled error", exc_info=exc)
     return JSONResponse(
         error_envelope("The server had an error while processing your request.",
                        "server_error", None, "internal_error"),

@@ -210,9 +210,9 @@ class AudioStream:
             service.metrics.audio_seconds += seconds
             stats = self.assembler.stats
             logger.info(
-                "[%s] %s: %d tokens, %d frames, %d misplaced, %.2f s audio in %.2f s, "
+                "%s: %d tokens, %d frames, %d misplaced, %.2f s audio in %.2f s, "
                 "first audio %.3f s, redundancy %.2f, finish %s",
-                job.request_id, outcome, stats.tokens, stats.frames, stats.misplaced, seconds,
+                outcome, stats.tokens, stats.frames, stats.misplaced, seconds,
                 time.perf_counter() - self.started,
                 (self.first_audio_at or math.nan) - self.started, self.stitcher.redundancy,
                 self._tokens.finish_reason,

@@ -60,11 +60,10 @@ class AudioStreamingResponse(StreamingResponse):
 
     def __init__(
         self, content: AsyncIterator[bytes], *, on_close: Callable[[], Awaitable[None]],
-        request_id: str, **kwargs: object,
+        **kwargs: object,
     ):
         super().__init__(content, **kwargs)  # type: ignore[arg-type]
         self._on_close = on_close
-        self._request_id = request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         streaming = asyncio.ensure_future(self.stream_response(send))
@@ -77,13 +76,13 @@ class AudioStreamingResponse(StreamingResponse):
             await asyncio.gather(streaming, listening, return_exceptions=True)
             await self._on_close()
         if listening.done() and not listening.cancelled():
-            logger.info("[%s] client disconnected; generation aborted", self._request_id)
+            logger.info("client disconnected; generation aborted")
         elif not streaming.cancelled() and streaming.exception() is not None:
             exc = streaming.exception()
             if isinstance(exc, OSError):
-                logger.info("[%s] client went away mid-stream", self._request_id)
+                logger.info("client went away mid-stream")
             else:
-                logger.error("[%s] stream failed after it started: %r", self._request_id, exc)
+                logger.error("stream failed after it started: %r", exc)
 
 
 async def run_until_disconnect(request: Request, work: Awaitable[bytes]) -> bytes | None:

@@ -41,7 +41,7 @@ async def respond_with_audio(
     if stream:
         return AudioStreamingResponse(
             encode_stream(audio, fmt, rate), on_close=audio.aclose,
-            request_id=audio.job.request_id, media_type=MEDIA_TYPES[fmt], headers=headers,
+            media_type=MEDIA_TYPES[fmt], headers=headers,
         )
     try:
         pcm = await run_until_disconnect(request, collect_pcm(audio))
