@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,13 +29,37 @@ class ModelProfile:
     stop_tokens: tuple[str, ...]
     add_special_tokens: bool  # let the engine's tokenizer add BOS?
     special_token_pattern: str  # user text matching this is removed before prompting
+    # Zero-shot voice cloning: "{ref_text}", "{ref_audio}" (audio tokens as text), "{text}".
+    clone_template: str = ""
+    audio_token_format: str = ""  # "{position}", "{code}", "{index}" (base + position*4096 + code)
+    audio_token_index_base: int = 0
     is_demo: bool = False
     # Demo models never decide to stop by themselves; cap their speech by input length.
     max_frames_per_input_char: float | None = None
 
     def build_prompt(self, voice: str, text: str) -> str:
-        clean = re.sub(self.special_token_pattern, "", text)
-        return self.prompt_template.replace("{voice}", voice).replace("{text}", clean)
+        return self.prompt_template.replace("{voice}", voice).replace("{text}", self.clean(text))
+
+    def clean(self, text: str) -> str:
+        """User text with anything that looks like a special token removed."""
+        return re.sub(self.special_token_pattern, "", text)
+
+    def audio_tokens_text(self, frames: Sequence[Sequence[int]]) -> str:
+        """(T, 7) frame codes -> the audio tokens as prompt text."""
+        fmt, base = self.audio_token_format, self.audio_token_index_base
+        return "".join(
+            fmt.format(position=p, code=int(c), index=base + p * CODEBOOK_SIZE + int(c))
+            for frame in frames for p, c in enumerate(frame)
+        )
+
+    def build_clone_prompt(
+        self, reference_text: str, reference_frames: Sequence[Sequence[int]], text: str
+    ) -> str:
+        """Prompt that continues a reference (transcript + its audio tokens) with new text."""
+        return (self.clone_template
+                .replace("{ref_audio}", self.audio_tokens_text(reference_frames))
+                .replace("{ref_text}", self.clean(reference_text))
+                .replace("{text}", self.clean(text)))
 
 
 class Tokenizer(Protocol):
@@ -54,6 +79,16 @@ ORPHEUS = ModelProfile(
     stop_tokens=("<custom_token_2>", "<|eot_id|>"),
     add_special_tokens=False,
     special_token_pattern=r"<custom_token_\d+>|<\|[a-z_]+\|>",
+    # Orpheus' pretraining layout: a finished human/AI turn with the reference, then the
+    # new text's turn left open at <start_of_speech>.
+    clone_template=(
+        "<custom_token_3><|begin_of_text|>{ref_text}<|eot_id|><custom_token_4>"
+        "<custom_token_5><custom_token_1>{ref_audio}<custom_token_2><custom_token_6>"
+        "<custom_token_3><|begin_of_text|>{text}<|eot_id|><custom_token_4>"
+        "<custom_token_5><custom_token_1>"
+    ),
+    audio_token_format="<custom_token_{index}>",
+    audio_token_index_base=10,
 )
 
 # The generated demo model (demo_model/): noise, not speech.
@@ -65,6 +100,11 @@ DEMO = ModelProfile(
     stop_tokens=("<|speech_end|>", "<|im_end|>"),
     add_special_tokens=False,
     special_token_pattern=r"<\|[a-z_0-9]+\|>",
+    clone_template=(
+        "<|im_start|>{ref_text}<|im_end|><|speech_start|>{ref_audio}<|speech_end|>"
+        "<|im_start|>{text}<|im_end|><|speech_start|>"
+    ),
+    audio_token_format="<|snac_{position}_{code}|>",
     is_demo=True,
     max_frames_per_input_char=1.0,
 )

@@ -25,6 +25,14 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ClonedVoice:
+    """A reference to continue: its transcript and its SNAC frames, (T, 7) codes."""
+
+    reference_text: str
+    frames: np.ndarray
+
+
+@dataclass(frozen=True)
 class SpeechJob:
     """Everything needed to synthesise one utterance, validated."""
 
@@ -94,8 +102,13 @@ class SpeechService:
             sample_rate=self.sample_rate, samples_per_frame=self.samples_per_frame,
         )
 
-    def prepare(self, request: SpeechRequest, request_id: str) -> SpeechJob:
-        """Validate a request completely, before anything is sent to the engine or client."""
+    def prepare(
+        self, request: SpeechRequest, request_id: str, cloned: ClonedVoice | None = None
+    ) -> SpeechJob:
+        """Validate a request completely, before anything is sent to the engine or client.
+
+        `cloned` (a custom voice or an uploaded reference) replaces the speaker voice.
+        """
         self.resolve_model(request.model)
         if request.response_format not in ("pcm", "wav"):
             raise Unsupported(
@@ -110,7 +123,9 @@ class SpeechService:
             raise Unsupported(
                 f"the {self.profile.profile.name} model does not take voice instructions",
                 param="instructions")
-        if isinstance(request.voice, str) or request.voice is None:
+        if cloned is not None:
+            speaker = "cloned"
+        elif isinstance(request.voice, str) or request.voice is None:
             speaker = self.resolve_speaker(request.voice)
         else:
             raise NotFound(f"Voice {request.voice.id!r} does not exist.", param="voice",
@@ -126,9 +141,14 @@ class SpeechService:
         if not text:
             raise InvalidRequest("input has no speakable text", param="input")
         plan = self.chunk_plan(request.playback_speed, request.playback_overlap_speed)
+        profile = self.profile.profile
+        if cloned is None:
+            prompt = profile.build_prompt(speaker, text)
+        else:
+            prompt = profile.build_clone_prompt(cloned.reference_text, cloned.frames, text)
         return SpeechJob(
             request_id=request_id,
-            prompt=self.profile.profile.build_prompt(speaker, text),
+            prompt=prompt,
             speaker=speaker,
             params=self.sampling_params(text, request.temperature, request.repetition_penalty,
                                         request.max_tokens),
