@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -35,3 +36,10 @@ def wav_header(sample_rate: int, data_bytes: int | None = None, channels: int = 
         b"fmt ", 16, 1, channels, sample_rate, sample_rate * block_align, block_align, 16,
         b"data", data_size,
     )
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write float32 audio as a 16-bit WAV file (debug dumps)."""
+    pcm = to_pcm16(audio)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(wav_header(sample_rate, len(pcm)) + pcm)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from app.metrics import Metrics
 from app.profiles import ResolvedProfile
 from app.synthesis import SpeechService
 
+# Client ids end up in logs and DEBUG_AUDIO paths: keep them to a safe alphabet.
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
@@ -40,7 +43,7 @@ def request_id_of(connection: HTTPConnection) -> str:
     if existing:
         return existing
     sent = connection.headers.get("x-request-id", "")
-    request_id = sent if 0 < len(sent) <= 64 and sent.isprintable() else f"req_{uuid.uuid4().hex}"
+    request_id = sent if _SAFE_ID.fullmatch(sent) else f"req_{uuid.uuid4().hex}"
     connection.state.request_id = request_id
     REQUEST_ID.set(request_id)
     return request_id

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from app.audio import write_wav
 from app.codec.layout import FrameAssembler
 from app.codec.worker import CodecWorker
 from app.config import Settings
@@ -18,7 +21,7 @@ from app.errors import InvalidRequest, NotFound, Unsupported
 from app.metrics import Metrics
 from app.profiles import ResolvedProfile
 from app.protocol import SpeechRequest
-from app.streaming import ChunkPlan, ChunkPlanner, Stitcher
+from app.streaming import ChunkPlan, ChunkPlanner, Stitcher, Window
 from app.text import normalize_text, strip_control_chars
 
 logger = logging.getLogger(__name__)
@@ -202,6 +205,8 @@ class AudioStream:
                                        dtype=np.int64)  # (T, 7)
             audio = await self._service.worker.decode(window_frames)
             chunk = self.stitcher.push(window, audio)
+            if self._service.settings.debug_audio:
+                await self._dump(window, audio, chunk)
             if chunk.size:
                 yield chunk
 
@@ -237,6 +242,14 @@ class AudioStream:
                 (self.first_audio_at or math.nan) - self.started, self.stitcher.redundancy,
                 self._tokens.finish_reason,
             )
+
+    async def _dump(self, window: Window, decoded: np.ndarray, emitted: np.ndarray) -> None:
+        """DEBUG_AUDIO: each decoded window and each emitted chunk, as WAV files."""
+        folder = Path(self._service.settings.data_dir) / "debug_audio" / self.job.request_id
+        rate = self._service.sample_rate
+        stem = f"{window.start:05d}-{window.end:05d}"
+        await asyncio.to_thread(write_wav, folder / f"{stem}.window.wav", decoded, rate)
+        await asyncio.to_thread(write_wav, folder / f"{stem}.chunk.wav", emitted, rate)
 
     async def aclose(self) -> None:
         """Abort the engine request if still running. Safe to call more than once."""

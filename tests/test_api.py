@@ -187,3 +187,21 @@ def test_info_endpoints(api):
     health = api.get("/health").json()
     assert health["status"] == "ok" and health["demo"] is True
     assert health["engine"]["reachable"] and health["codec"]["loaded"]
+
+
+def test_debug_audio_saves_windows_and_chunks(engine_url, tmp_path):
+    app = create_app(proxy_settings(engine_url, DEBUG_AUDIO=True, DATA_DIR=str(tmp_path)),
+                     codec_factory=lambda s: RecordingCodec())
+    with serve(app) as url:
+        r = httpx.post(url + SPEECH, json={"input": "Hello there, how are you?"},
+                       headers={"X-Request-Id": "dbg1"}, timeout=30)
+    assert r.status_code == 200
+    files = sorted(p.name for p in (tmp_path / "debug_audio" / "dbg1").iterdir())
+    assert "00000-00003.chunk.wav" in files and "00000-00003.window.wav" in files
+
+
+def test_unsafe_client_request_ids_are_replaced(api):
+    r = api.get("/v1/models/none", headers={"X-Request-Id": "../../etc/passwd"})
+    assert r.headers["x-request-id"].startswith("req_")
+    r = api.get("/v1/models/none", headers={"X-Request-Id": "client-42"})
+    assert r.headers["x-request-id"] == "client-42"
