@@ -8,9 +8,9 @@ raised-cosine and amplitude-complementary (the two decodes are near-identical si
 there is no dip in level at a seam.
 
 Chunk sizes grow: the first is `first_chunk_frames` (low first-audio latency); each next one is
-as long as everything emitted so far, capped at `chunk_frames` (`playback_speed` seconds). A
-listener who starts playing at the first byte then always holds at least one chunk's worth
-of audio while the next is generated, if the engine keeps up with real time.
+as long as everything emitted so far, capped at `chunk_frames` (`playback_speed` seconds). When
+the caller says the listener's buffer is about to run dry (`urgent`), the next chunk is cut
+short to whatever is already decodable, down to `min_chunk_frames`.
 """
 
 from __future__ import annotations
@@ -50,6 +50,11 @@ class ChunkPlan:
         context = max(min_context_frames, math.ceil(half / samples_per_frame))
         return cls(first, chunk, context, half, samples_per_frame)
 
+    @property
+    def min_chunk_frames(self) -> int:
+        """Shortest chunk whose seams' fades do not overlap."""
+        return max(1, math.ceil(2 * self.half_overlap / self.samples_per_frame))
+
 
 @dataclass(frozen=True)
 class Window:
@@ -70,14 +75,31 @@ class ChunkPlanner:
         self._next_start = 0
         self._emitted_frames = 0
 
-    def next_window(self, available: int, finished: bool) -> Window | None:
-        """The next window to decode, or None until more frames arrive."""
+    def _planned_size(self) -> int:
+        return min(self.plan.chunk_frames, max(self.plan.first_chunk_frames, self._emitted_frames))
+
+    def frames_missing(self, available: int) -> int:
+        """Frames still to arrive before the next full-size window can be decoded."""
+        return max(0, self._next_start + self._planned_size() + self.plan.context_frames
+                   - available)
+
+    def next_window(self, available: int, finished: bool, *, urgent: bool = False
+                    ) -> Window | None:
+        """The next window to decode, or None until more frames arrive.
+
+        `urgent`: the listener will run dry before a full-size chunk is ready, so emit a
+        shorter one now if at least `min_chunk_frames` (plus right context) are available.
+        """
         start = self._next_start
         if start >= available:
             return None
-        size = min(self.plan.chunk_frames, max(self.plan.first_chunk_frames, self._emitted_frames))
-        end = start + size
+        size = self._planned_size()
         ctx = self.plan.context_frames
+        if urgent and self._emitted_frames and not finished:
+            ready = available - ctx - start
+            if ready >= self.plan.min_chunk_frames:
+                size = min(size, ready)
+        end = start + size
         if available >= end + ctx and not (finished and available - end < size // 2 + 1):
             window = Window(start, end, max(0, start - ctx), end + ctx, final=False)
         elif finished:

@@ -26,6 +26,9 @@ from app.text import normalize_text, strip_control_chars
 
 logger = logging.getLogger(__name__)
 
+# Cut a chunk short when the listener's buffer would otherwise come this close to empty.
+URGENCY_MARGIN_S = 0.05
+
 
 @dataclass(frozen=True)
 class ClonedVoice:
@@ -196,14 +199,36 @@ class AudioStream:
         self.stitcher = Stitcher(job.plan)
         self.started = time.perf_counter()
         self.first_audio_at: float | None = None
+        self.first_frame_at: float | None = None
+        self.decode_s = 0.0  # moving estimate of one window's decode wall time
+        self.urgent_windows = 0
         self._closed = False
+
+    def _urgent(self, planner: ChunkPlanner, available: int) -> bool:
+        """Would waiting for a full-size chunk let the listener's buffer run dry?"""
+        if self.first_audio_at is None or self.first_frame_at is None:
+            return False
+        now = time.perf_counter()
+        buffered_s = self.stitcher.emitted_samples / self._service.sample_rate - (
+            now - self.first_audio_at)
+        frames_per_s = available / max(now - self.first_frame_at, 1e-3)
+        wait_s = planner.frames_missing(available) / frames_per_s
+        return buffered_s < wait_s + self.decode_s + URGENCY_MARGIN_S
 
     async def _decode(self, frames: list[list[int]], planner: ChunkPlanner, finished: bool
                       ) -> AsyncIterator[np.ndarray]:
-        while (window := planner.next_window(len(frames), finished)) is not None:
+        while True:
+            urgent = not finished and self._urgent(planner, len(frames))
+            window = planner.next_window(len(frames), finished, urgent=urgent)
+            if window is None:
+                return
+            self.urgent_windows += urgent
             window_frames = np.asarray(frames[window.window_start:window.window_end],
                                        dtype=np.int64)  # (T, 7)
+            started = time.perf_counter()
             audio = await self._service.worker.decode(window_frames)
+            took = time.perf_counter() - started
+            self.decode_s = took if not self.decode_s else 0.7 * self.decode_s + 0.3 * took
             chunk = self.stitcher.push(window, audio)
             if self._service.settings.debug_audio:
                 await self._dump(window, audio, chunk)
@@ -219,6 +244,8 @@ class AudioStream:
         try:
             async for ids in self._tokens:
                 frames.extend(self.assembler.push(ids))
+                if frames and self.first_frame_at is None:
+                    self.first_frame_at = time.perf_counter()
                 async for chunk in self._decode(frames, planner, finished=False):
                     yield self._mark(chunk)
             async for chunk in self._decode(frames, planner, finished=True):
@@ -236,10 +263,11 @@ class AudioStream:
             stats = self.assembler.stats
             logger.info(
                 "%s: %d tokens, %d frames, %d misplaced, %.2f s audio in %.2f s, "
-                "first audio %.3f s, redundancy %.2f, finish %s",
+                "first audio %.3f s, redundancy %.2f, %d urgent windows, finish %s",
                 outcome, stats.tokens, stats.frames, stats.misplaced, seconds,
                 time.perf_counter() - self.started,
                 (self.first_audio_at or math.nan) - self.started, self.stitcher.redundancy,
+                self.urgent_windows,
                 self._tokens.finish_reason,
             )
 

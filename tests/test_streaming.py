@@ -104,3 +104,18 @@ def test_streamed_snac_matches_offline_decode(snac_no_noise, speed, overlap, min
     streamed = np.concatenate(chunks)
     assert streamed.shape == offline.shape
     assert snr_db(offline, streamed) >= min_snr
+
+
+def test_urgent_cuts_the_next_chunk_short_but_not_below_the_minimum():
+    p = plan(1.5, 0.2)
+    planner = ChunkPlanner(p)
+    assert planner.next_window(5, False).end == 3  # first chunk: 3 frames + 2 context
+    assert planner.frames_missing(6) == 2  # next full chunk (3 frames) needs frames up to 8
+    assert planner.next_window(7, False, urgent=True) is None  # only 2 ready; minimum is 3
+    w = planner.next_window(8, False, urgent=True)
+    assert (w.start, w.end) == (3, 6)
+    assert planner.frames_missing(10) == 4  # planned size is now 6: frames up to 6 + 6 + 2
+    assert planner.next_window(10, False, urgent=True) is None
+    w = planner.next_window(11, False, urgent=True)
+    assert (w.start, w.end) == (6, 9)
+    assert planner.next_window(20, False).end == 9 + 9  # not urgent: full size again
