@@ -1,0 +1,201 @@
+"""Custom voices: a reference transcript and its SNAC frames, encoded once and kept.
+
+`VoiceStore` is what the service needs; `SqliteVoiceStore` is the default implementation
+(one file, WAL, blocking calls run in a thread so the event loop never waits on disk).
+`open_voice_store` picks the implementation from VOICE_STORE_URL; another backend
+(Postgres) slots in behind the same Protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from app.codec.layout import TOKENS_PER_FRAME
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS voices (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    reference_text TEXT NOT NULL,
+    frames BLOB NOT NULL,
+    codec TEXT NOT NULL,
+    consent TEXT
+)
+"""
+# SNAC codes are 0..4095: two bytes each, little-endian, frame after frame.
+_FRAME_DTYPE = np.dtype("<u2")
+
+
+class VoiceStoreError(RuntimeError):
+    """The voice store cannot be opened (bad URL, missing driver, unwritable path)."""
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """What listing shows. `created_at` is Unix seconds."""
+
+    id: str
+    name: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class CustomVoice:
+    """A stored voice. `frames` is (T, 7) SNAC codes; `codec` names the weights that
+    produced them (frames only mean something to the same codec)."""
+
+    info: VoiceInfo
+    reference_text: str
+    frames: np.ndarray
+    codec: str
+    consent: str | None = None
+
+    @classmethod
+    def new(cls, name: str, reference_text: str, frames: np.ndarray, codec: str,
+            consent: str | None = None) -> CustomVoice:
+        info = VoiceInfo(id=f"voice_{uuid.uuid4().hex}", name=name, created_at=int(time.time()))
+        return cls(info, reference_text, frames, codec, consent)
+
+
+class VoiceStore(Protocol):
+    async def add(self, voice: CustomVoice) -> None: ...
+
+    async def get(self, voice_id: str) -> CustomVoice | None: ...
+
+    async def list(self) -> list[VoiceInfo]: ...
+
+    async def delete(self, voice_id: str) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+def frames_to_blob(frames: np.ndarray) -> bytes:
+    if frames.ndim != 2 or frames.shape[1] != TOKENS_PER_FRAME:
+        raise ValueError(f"frames must be (T, {TOKENS_PER_FRAME}), got {frames.shape}")
+    return np.ascontiguousarray(frames, dtype=_FRAME_DTYPE).tobytes()
+
+
+def blob_to_frames(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=_FRAME_DTYPE).astype(np.int64).reshape(-1, TOKENS_PER_FRAME)
+
+
+class SqliteVoiceStore:
+    """Voices in one SQLite file. One connection, used by one thread at a time (the lock);
+    WAL lets other processes read while one writes, busy_timeout makes writers wait."""
+
+    def __init__(self, connection: sqlite3.Connection, path: str):
+        self._db = connection
+        self.path = path
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: str | Path) -> SqliteVoiceStore:
+        """Open (creating if needed) the database file. Blocking."""
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                 timeout=5.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise VoiceStoreError(f"cannot open the voice store at {path}: {exc}") from exc
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise VoiceStoreError(
+                    f"the voice store at {path} has schema {version}, newer than this "
+                    f"service's {SCHEMA_VERSION}")
+            db.execute(_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            db.close()
+            raise VoiceStoreError(f"cannot open the voice store at {path}: {exc}") from exc
+        except VoiceStoreError:
+            db.close()
+            raise
+        logger.info("voice store: sqlite %s", path)
+        return cls(db, str(path))
+
+    def _run(self, sql: str, params: tuple[object, ...]) -> tuple[list[tuple[object, ...]], int]:
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            return cursor.fetchall(), cursor.rowcount
+
+    async def _call(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        rows, _ = await asyncio.to_thread(self._run, sql, params)
+        return rows
+
+    async def add(self, voice: CustomVoice) -> None:
+        info = voice.info
+        await self._call(
+            "INSERT INTO voices (id, name, created_at, reference_text, frames, codec, consent)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (info.id, info.name, info.created_at, voice.reference_text,
+             frames_to_blob(voice.frames), voice.codec, voice.consent))
+
+    async def get(self, voice_id: str) -> CustomVoice | None:
+        rows = await self._call(
+            "SELECT id, name, created_at, reference_text, frames, codec, consent"
+            " FROM voices WHERE id = ?", (voice_id,))
+        if not rows:
+            return None
+        id_, name, created_at, text, blob, codec, consent = rows[0]
+        return CustomVoice(VoiceInfo(str(id_), str(name), int(created_at)),  # type: ignore[arg-type]
+                           str(text), blob_to_frames(blob), str(codec),  # type: ignore[arg-type]
+                           None if consent is None else str(consent))
+
+    async def list(self) -> list[VoiceInfo]:
+        rows = await self._call("SELECT id, name, created_at FROM voices"
+                                " ORDER BY created_at, id")
+        return [VoiceInfo(str(i), str(n), int(c)) for i, n, c in rows]  # type: ignore[arg-type]
+
+    async def delete(self, voice_id: str) -> bool:
+        _, deleted = await asyncio.to_thread(self._run, "DELETE FROM voices WHERE id = ?",
+                                             (voice_id,))
+        return deleted > 0
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def sqlite_path(url: str, data_dir: str) -> Path:
+    """VOICE_STORE_URL -> database file. Blank: voices.db in DATA_DIR.
+    `sqlite:///rel/path.db` is relative to the working directory, `sqlite:////abs.db` absolute."""
+    if not url.strip():
+        return Path(data_dir) / "voices.db"
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise VoiceStoreError(f"VOICE_STORE_URL {url!r} is not sqlite:///PATH")
+    return Path(url[len(prefix):])
+
+
+def open_voice_store(url: str, data_dir: str) -> VoiceStore:
+    """The store VOICE_STORE_URL names. Blocking: run it in a thread."""
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+"):
+        raise VoiceStoreError(
+            "VOICE_STORE_URL names Postgres, but no Postgres voice store is installed in this "
+            "build; use sqlite:///PATH (or leave it blank for DATA_DIR/voices.db)")
+    if url.strip() and scheme != "sqlite":
+        raise VoiceStoreError(f"VOICE_STORE_URL scheme {scheme!r} is not supported; "
+                              "use sqlite:///PATH")
+    return SqliteVoiceStore.open(sqlite_path(url, data_dir))
