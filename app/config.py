@@ -125,6 +125,38 @@ class Settings(BaseSettings):
         description="Least left/right codec context decoded around each chunk, in frames.",
     )
     max_input_chars: int = Field(4096, alias="MAX_INPUT_CHARS", ge=1)
+    max_upload_bytes: int = Field(
+        10 * 1024 * 1024, alias="MAX_UPLOAD_BYTES", ge=1024, le=1024 * 1024 * 1024,
+        description="Largest reference audio upload (/v1/audio/vc, /v1/audio/voices), in "
+        "bytes; a larger one gets 413 as soon as the cap is passed.",
+    )
+    reference_min_s: float = Field(
+        1.0, alias="REFERENCE_MIN_S", gt=0.0, le=60.0,
+        description="Shortest reference clip accepted, in seconds.",
+    )
+    reference_max_s: float = Field(
+        30.0, alias="REFERENCE_MAX_S", gt=0.0, le=300.0,
+        description="Longest reference clip accepted, in seconds (its 11.7 frames per second "
+        "go into every prompt that uses the voice).",
+    )
+    reference_silence_dbfs: float = Field(
+        -60.0, alias="REFERENCE_SILENCE_DBFS", ge=-120.0, le=0.0,
+        description="A reference clip whose RMS level is below this, in dBFS, is rejected "
+        "as silent.",
+    )
+    max_reference_text_chars: int = Field(
+        1000, alias="MAX_REFERENCE_TEXT_CHARS", ge=1, le=16384,
+        description="Longest reference transcript accepted, in characters.",
+    )
+    max_concurrent_encodes: int = Field(
+        4, alias="MAX_CONCURRENT_ENCODES", ge=1, le=256,
+        description="Reference clips decoded and SNAC-encoded at once; further uploads get 503.",
+    )
+    voice_store_url: str = Field(
+        "", alias="VOICE_STORE_URL",
+        description="Where custom voices are kept: sqlite:///PATH (relative to the working "
+        "directory; sqlite:////abs for absolute). Blank: voices.db in DATA_DIR.",
+    )
     voice_map: Annotated[dict[str, str], NoDecode] = Field(
         {}, alias="VOICE_MAP",
         description="OpenAI voice -> speaker, JSON or 'alloy=husein,echo=idayu'. "
@@ -168,6 +200,8 @@ class Settings(BaseSettings):
             raise ValueError(f"VOICE_MAP targets unknown speakers: {unknown}")
         if any(s <= 0 for s in self.cuda_graph_batch):
             raise ValueError("CUDA_GRAPH_BATCH buckets must be positive seconds")
+        if self.reference_min_s >= self.reference_max_s:
+            raise ValueError("REFERENCE_MIN_S must be shorter than REFERENCE_MAX_S")
         return self
 
     def resolved_voice_map(self) -> dict[str, str]:
