@@ -51,3 +51,68 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class VoiceCloneForm(BaseModel):
+    """Text fields of POST /v1/audio/vc (multipart; the file is `reference_audio`).
+
+    Unset seed fields fall back to the server's DEFAULT_* settings, as for speech.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference_text: str = Field(min_length=1)
+    generate_text: str = Field(min_length=1)
+    model: str | None = None
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "pcm"
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=7, le=65536)
+    stream: bool = True
+    playback_speed: float | None = Field(None, ge=0.05, le=30.0)
+    playback_overlap_speed: float | None = Field(None, ge=0.0, le=2.0)
+    normalize_malaysian: bool = True
+
+    def speech_request(self) -> SpeechRequest:
+        """The same synthesis as a speech request (the voice comes from the reference)."""
+        return SpeechRequest(
+            input=self.generate_text, model=self.model, response_format=self.response_format,
+            temperature=self.temperature, repetition_penalty=self.repetition_penalty,
+            max_tokens=self.max_tokens, stream=self.stream, playback_speed=self.playback_speed,
+            playback_overlap_speed=self.playback_overlap_speed,
+            normalize_malaysian=self.normalize_malaysian,
+        )
+
+
+class VoiceCreateForm(BaseModel):
+    """Text fields of POST /v1/audio/voices (multipart; the file is `audio_sample`).
+
+    The openai SDK's `audio.voices.create` sends `name`, `consent` and `type`;
+    `reference_text` (the sample's transcript) comes through `extra_body`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=256)
+    reference_text: str = Field(min_length=1)
+    consent: str | None = Field(None, max_length=256)
+    type: str = "audio_sample"
+    normalize_malaysian: bool = True
+
+
+class VoiceObject(BaseModel):
+    """OpenAI's `audio.voice`."""
+
+    id: str
+    object: Literal["audio.voice"] = "audio.voice"
+    created_at: int
+    name: str
+    type: Literal["audio_sample"] = "audio_sample"
+
+
+class VoiceDeleted(BaseModel):
+    """OpenAI's `audio.voice.deleted`."""
+
+    id: str
+    object: Literal["audio.voice.deleted"] = "audio.voice.deleted"
+    deleted: bool = True

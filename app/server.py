@@ -16,15 +16,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from app.cloning import ReferenceEncoder
 from app.codec.worker import Codec, CodecWorker
 from app.config import Settings
 from app.engine import EngineClient
 from app.errors import EngineUnavailable, TTSError, error_envelope
 from app.metrics import Metrics
 from app.profiles import resolve_profile
-from app.routes import info, speech
+from app.reference_audio import ReferenceLimits
+from app.routes import info, speech, vc, voices
 from app.state import AppState, request_id_of
 from app.synthesis import SpeechService
+from app.voice_store import VoiceStore, open_voice_store
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +91,10 @@ def _build_lifespan(
                                  max_batch_size=settings.max_batch_size,
                                  batch_wait_s=settings.microsleep)
             worker.start()
+            voice_store: VoiceStore | None = None
             try:
+                voice_store = await asyncio.to_thread(open_voice_store, settings.voice_store_url,
+                                                 settings.data_dir)
                 await _warm_up(worker, codec, settings)
                 metrics = Metrics()
                 service = SpeechService(settings, engine, worker, profile, metrics,
@@ -98,14 +104,22 @@ def _build_lifespan(
                     profile.profile.is_demo or info_.random_weights)
                 if demo:
                     logger.warning(DEMO_BANNER)
+                references = ReferenceEncoder(
+                    worker, ReferenceLimits(settings.reference_min_s, settings.reference_max_s,
+                                            settings.reference_silence_dbfs),
+                    sample_rate=info_.sample_rate, max_concurrent=settings.max_concurrent_encodes,
+                    max_text_chars=settings.max_reference_text_chars)
                 app.state.tts = AppState(settings=settings, engine=engine, worker=worker,
                                          codec_info=info_, profile=profile, speech=service,
-                                         metrics=metrics, demo=demo, engine_model_len=model_len)
+                                         metrics=metrics, demo=demo, voices=voice_store,
+                                         references=references, engine_model_len=model_len)
                 logger.info("ready: engine %s model %s profile %s, codec %s on %s",
                             settings.tts_api, engine.model, profile.profile.name,
                             info_.source, info_.device)
                 yield
             finally:
+                if voice_store is not None:
+                    await voice_store.close()
                 worker.stop()
 
     return lifespan
@@ -159,7 +173,11 @@ def create_app(
     routes = [
         Route("/v1/audio/speech", speech.create_speech, methods=["POST"]),
         Route("/v1/audio/speaker", info.list_speakers, methods=["GET"]),
-        Route("/v1/audio/voices", info.list_voices, methods=["GET"]),
+        Route("/v1/audio/vc", vc.clone_voice, methods=["POST"]),
+        Route("/v1/audio/voices", voices.list_voices, methods=["GET"]),
+        Route("/v1/audio/voices", voices.create_voice, methods=["POST"]),
+        Route("/v1/audio/voices/{voice_id}", voices.retrieve_voice, methods=["GET"]),
+        Route("/v1/audio/voices/{voice_id}", voices.delete_voice, methods=["DELETE"]),
         Route("/v1/models", info.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", info.retrieve_model, methods=["GET"]),
         Route("/health", info.health, methods=["GET"]),

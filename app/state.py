@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
+from app.cloning import ReferenceEncoder
 from app.codec.info import CodecInfo
 from app.codec.worker import CodecWorker
 from app.config import Settings
@@ -17,6 +18,7 @@ from app.engine import EngineClient
 from app.metrics import Metrics
 from app.profiles import ResolvedProfile
 from app.synthesis import SpeechService
+from app.voice_store import VoiceStore
 
 # Client ids end up in logs and DEBUG_AUDIO paths: keep them to a safe alphabet.
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
@@ -33,6 +35,8 @@ class AppState:
     speech: SpeechService
     metrics: Metrics
     demo: bool
+    voices: VoiceStore
+    references: ReferenceEncoder
     engine_model_len: int | None = None
     started_at: float = field(default_factory=time.time)
 

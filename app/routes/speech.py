@@ -8,9 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.audio import MEDIA_TYPES, to_pcm16, wav_header
-from app.protocol import SpeechRequest
+from app.protocol import SpeechRequest, VoiceRef
 from app.routes.common import AudioStreamingResponse, parse_json, run_until_disconnect
 from app.state import AppState, request_id_of
+from app.routes.voices import cloned_voice
 from app.synthesis import AudioStream
 
 
@@ -56,6 +57,8 @@ async def respond_with_audio(
 async def create_speech(request: Request) -> Response:
     state: AppState = request.app.state.tts
     body = await parse_json(request, SpeechRequest)
-    job = state.speech.prepare(body, request_id_of(request))
+    # A custom voice's stored frames; an unknown id leaves None and prepare answers 404.
+    cloned = await cloned_voice(state, body.voice.id) if isinstance(body.voice, VoiceRef) else None
+    job = state.speech.prepare(body, request_id_of(request), cloned=cloned)
     audio = await state.speech.open(job)
     return await respond_with_audio(request, state, audio, job.response_format, job.stream)
