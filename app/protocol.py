@@ -75,13 +75,8 @@ class VoiceCloneForm(BaseModel):
 
     def speech_request(self) -> SpeechRequest:
         """The same synthesis as a speech request (the voice comes from the reference)."""
-        return SpeechRequest(
-            input=self.generate_text, model=self.model, response_format=self.response_format,
-            temperature=self.temperature, repetition_penalty=self.repetition_penalty,
-            max_tokens=self.max_tokens, stream=self.stream, playback_speed=self.playback_speed,
-            playback_overlap_speed=self.playback_overlap_speed,
-            normalize_malaysian=self.normalize_malaysian,
-        )
+        fields = self.model_dump(exclude={"reference_text", "generate_text"})
+        return SpeechRequest.model_validate({"input": self.generate_text, **fields})
 
 
 class VoiceCreateForm(BaseModel):

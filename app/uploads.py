@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Self
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -56,7 +56,7 @@ class MultipartForm:
         for upload in self.files.values():
             upload.file.close()
 
-    def __enter__(self) -> MultipartForm:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -125,7 +125,7 @@ class _FormBuilder:
             part.content_type = self._headers.get(b"content-type", b"").decode("latin-1")
             part.upload = UploadedFile(
                 part.name, part.filename, part.content_type,
-                tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES))
+                tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES))  # noqa: SIM115
             self.form.files[part.name] = part.upload
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:

@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -131,12 +131,12 @@ class SqliteVoiceStore:
         logger.info("voice store: sqlite %s", path)
         return cls(db, str(path))
 
-    def _run(self, sql: str, params: tuple[object, ...]) -> tuple[list[tuple[object, ...]], int]:
+    def _run(self, sql: str, params: tuple[object, ...]) -> tuple[list[tuple[Any, ...]], int]:
         with self._lock:
             cursor = self._db.execute(sql, params)
             return cursor.fetchall(), cursor.rowcount
 
-    async def _call(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    async def _call(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         rows, _ = await asyncio.to_thread(self._run, sql, params)
         return rows
 
@@ -155,14 +155,13 @@ class SqliteVoiceStore:
         if not rows:
             return None
         id_, name, created_at, text, blob, codec, consent = rows[0]
-        return CustomVoice(VoiceInfo(str(id_), str(name), int(created_at)),  # type: ignore[arg-type]
-                           str(text), blob_to_frames(blob), str(codec),  # type: ignore[arg-type]
-                           None if consent is None else str(consent))
+        return CustomVoice(VoiceInfo(id_, name, created_at), text, blob_to_frames(blob), codec,
+                           consent)
 
     async def list(self) -> list[VoiceInfo]:
         rows = await self._call("SELECT id, name, created_at FROM voices"
                                 " ORDER BY created_at, id")
-        return [VoiceInfo(str(i), str(n), int(c)) for i, n, c in rows]  # type: ignore[arg-type]
+        return [VoiceInfo(*row) for row in rows]
 
     async def delete(self, voice_id: str) -> bool:
         _, deleted = await asyncio.to_thread(self._run, "DELETE FROM voices WHERE id = ?",

@@ -21,7 +21,7 @@ AV_FORMATS = {
 
 def chirp(seconds: float, rate: int, channels: int = 1, amplitude: float = 0.3) -> np.ndarray:
     """A 200 -> 2000 Hz sweep, (samples, channels) float32; channel k is scaled by 1/(k+1)."""
-    t = np.arange(int(round(seconds * rate))) / rate
+    t = np.arange(round(seconds * rate)) / rate
     phase = 2 * np.pi * (200 * t + (1800 / (2 * max(seconds, 1e-9))) * t**2)
     mono = (amplitude * np.sin(phase)).astype(np.float32)
     return np.stack([mono / (k + 1) for k in range(channels)], axis=1)

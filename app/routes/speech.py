@@ -10,8 +10,8 @@ from starlette.responses import Response
 from app.audio import MEDIA_TYPES, to_pcm16, wav_header
 from app.protocol import SpeechRequest, VoiceRef
 from app.routes.common import AudioStreamingResponse, parse_json, run_until_disconnect
-from app.state import AppState, request_id_of
 from app.routes.voices import cloned_voice
+from app.state import AppState, request_id_of
 from app.synthesis import AudioStream
 
 
