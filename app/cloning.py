@@ -3,6 +3,12 @@
 Decoding and resampling run in a worker thread; the SNAC encode runs on the codec thread
 (the model is not thread-safe, and on a GPU it must not race the decoder). A few slots
 bound how many clips are decoded and encoded at once; past that the request gets 503.
+
+On a CPU the encode costs about half a second per second of audio, and while it runs no
+stream's chunk can be decoded. So a clip is encoded in slices of `ENCODE_SLICE_FRAMES`,
+each its own codec job, with `ENCODE_CONTEXT_FRAMES` of audio either side that are encoded
+and dropped. SNAC's encoder is convolutional (no attention in the 24 kHz model) and that
+context is wider than its receptive field, so the frames equal a whole-clip encode.
 """
 
 from __future__ import annotations
@@ -22,6 +28,19 @@ from app.text import normalize_text, strip_control_chars
 from app.uploads import UploadedFile
 
 logger = logging.getLogger(__name__)
+
+ENCODE_SLICE_FRAMES = 24  # frames kept per codec job: ~2 s of audio
+ENCODE_CONTEXT_FRAMES = 4  # frames encoded and dropped on each side of a slice
+
+
+def encode_slices(total_frames: int) -> list[tuple[int, int, int, int]]:
+    """(lo, start, end, hi) per slice: encode frames lo..hi, keep start..end."""
+    slices = []
+    for start in range(0, total_frames, ENCODE_SLICE_FRAMES):
+        end = min(total_frames, start + ENCODE_SLICE_FRAMES)
+        slices.append((max(0, start - ENCODE_CONTEXT_FRAMES), start, end,
+                       min(total_frames, end + ENCODE_CONTEXT_FRAMES)))
+    return slices
 
 
 class ReferenceEncoder:
@@ -64,12 +83,25 @@ class ReferenceEncoder:
                                             sample_rate=self.sample_rate, limits=self.limits,
                                             param=param)
             decoded = time.perf_counter()
-            frames = await self.worker.run(lambda: encode(audio))
-        frames = np.asarray(frames, dtype=np.int64)  # (T, 7)
-        if frames.ndim != 2 or frames.shape[1] != TOKENS_PER_FRAME or frames.size == 0 or \
-                frames.min() < 0 or frames.max() >= CODEBOOK_SIZE:
-            raise RuntimeError(f"codec encode returned frames of shape {frames.shape}")
+            frames = await self._encode_sliced(encode, audio)
         logger.info("reference %r: %d bytes, %.2f s of audio -> %d frames; decode %.3f s, "
                     "encode %.3f s", upload.filename, upload.size, audio.size / self.sample_rate,
                     frames.shape[0], decoded - started, time.perf_counter() - decoded)
         return frames
+
+    async def _encode_sliced(
+        self, encode: Callable[[np.ndarray], np.ndarray], audio: np.ndarray
+    ) -> np.ndarray:
+        """(N,) audio -> (ceil(N / samples_per_frame), 7) frames, one codec job per slice."""
+        per_frame = self.worker.codec.info.samples_per_frame
+        total = -(-audio.size // per_frame)
+        kept = []
+        for lo, start, end, hi in encode_slices(total):
+            piece = audio[lo * per_frame:hi * per_frame]
+            frames = np.asarray(await self.worker.run(lambda piece=piece: encode(piece)),
+                                dtype=np.int64)  # (hi - lo, 7)
+            if frames.shape != (hi - lo, TOKENS_PER_FRAME) or frames.min() < 0 or \
+                    frames.max() >= CODEBOOK_SIZE:
+                raise RuntimeError(f"codec encode returned frames of shape {frames.shape}")
+            kept.append(frames[start - lo:end - lo])
+        return np.concatenate(kept)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from app.cloning import ReferenceEncoder
+from app.cloning import ENCODE_SLICE_FRAMES, ReferenceEncoder, encode_slices
 from app.codec.snac import SnacCodec
 from app.codec.worker import CodecWorker
 from app.errors import InvalidRequest, Unsupported
@@ -51,6 +51,30 @@ async def test_snac_round_trip_keeps_length_and_rate(worker):
     audio = await worker.decode(frames)
     assert audio.shape == (steps * 2048,) and audio.dtype == np.float32
     assert worker.codec.info.sample_rate == 24000
+
+
+@pytest.mark.parametrize("signal", ["chirp", "noise"])
+async def test_sliced_encode_equals_a_whole_clip_encode(worker, signal):
+    """Slices with context give the frames one encode of the whole clip gives."""
+    seconds = 5.3  # 63 frames: two full slices and a partial one, ragged last frame
+    if signal == "chirp":
+        audio = chirp(seconds, 24000)[:, 0]
+    else:
+        audio = np.random.default_rng(7).uniform(-0.5, 0.5, int(seconds * 24000))
+    audio = audio.astype(np.float32)
+    data = soundfile_bytes(audio[:, None], 24000, "WAV", "FLOAT")
+    sliced = await encoder(worker).encode(upload(data), param="reference_audio")
+    whole = await worker.run(lambda: worker.codec.encode(audio))
+    assert sliced.shape == whole.shape == (63, 7)
+    np.testing.assert_array_equal(sliced, whole)
+
+
+@pytest.mark.parametrize("total", [1, ENCODE_SLICE_FRAMES, ENCODE_SLICE_FRAMES + 1, 352])
+def test_encode_slices_cover_every_frame_once(total):
+    kept = [f for _, start, end, _ in encode_slices(total) for f in range(start, end)]
+    assert kept == list(range(total))
+    assert all(0 <= lo <= start < end <= hi <= total for lo, start, end, hi in
+               encode_slices(total))
 
 
 async def test_encode_is_deterministic(worker):

@@ -84,6 +84,7 @@ def assert_envelope(response: httpx.Response, status: int, param: str | None) ->
 
 
 def test_vc_streams_wav_in_the_cloned_voice(api, script, codec):
+    before = len(codec.encodes)
     r = clone(api, reference_wav(3.0))
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "audio/wav" and r.headers["x-request-id"]
@@ -95,7 +96,10 @@ def test_vc_streams_wav_in_the_cloned_voice(api, script, codec):
         "<|im_start|>Ye encik, apa yang saya boleh tolong?<|im_end|><|speech_start|>")
     assert clone_prompt_frames(body["prompt"]) == 36  # ceil(3 s * 24000 / 2048)
     assert (body["temperature"], body["repetition_penalty"]) == (0.7, 1.15)
-    assert codec.encodes[-1] == (72000, "codec-worker")  # 3 s at 24 kHz, on the codec thread
+    # 3 s at 24 kHz = 36 frames, encoded on the codec thread in two slices with context:
+    # frames 0..28 (keep 0..24), then 20..36 (keep 24..36).
+    assert codec.encodes[before:] == [(28 * 2048, "codec-worker"),
+                                      (72000 - 20 * 2048, "codec-worker")]
 
 
 def test_vc_non_streamed_pcm_has_exact_length(api):

@@ -68,7 +68,7 @@ def test_sdk_creates_a_voice_object(sdk, codec):
     voice = create_jenny(sdk)
     assert voice.id.startswith("voice_") and voice.object == "audio.voice"
     assert voice.type == "audio_sample" and voice.name == "Jenny" and voice.created_at > 0
-    assert len(codec.encodes) == encodes + 1
+    assert len(codec.encodes) > encodes
 
 
 def test_speech_with_a_voice_id_uses_the_stored_frames(sdk, script, codec):
