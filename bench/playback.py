@@ -1,0 +1,95 @@
+"""What a listener hears from a stream: underruns, the pre-buffer that would avoid them, and
+the underruns a chunk plan causes by itself with an instant codec. Pure maths, no clock.
+
+A chunk list is `[(arrival_s, audio_bytes), ...]` as in stress_test.report; its stall logic
+(`find_stalls`: the listener starts at the first byte) is reused as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from app.streaming import ChunkPlan, ChunkPlanner, Stitcher
+from app.synthesis import URGENCY_MARGIN_S
+from stress_test.report import BYTES_PER_SECOND, SAMPLE_RATE, find_stalls
+
+TOKENS_PER_FRAME = 7
+
+__all__ = ["find_stalls", "first_chunk_frames_needed", "plan_only_chunks",
+           "prebuffer_needed_s"]
+
+
+def prebuffer_needed_s(chunks: Sequence[tuple[float, int]],
+                       bytes_per_second: int = BYTES_PER_SECOND) -> float:
+    """How long after the first byte a listener must wait before playing to never stall."""
+    if not chunks:
+        return 0.0
+    first_s = chunks[0][0]
+    delivered, needed = 0, 0.0
+    for arrival_s, size in chunks:
+        needed = max(needed, arrival_s - (first_s + delivered / bytes_per_second))
+        delivered += size
+    return needed
+
+
+def plan_only_chunks(plan: ChunkPlan, frames: int, tokens_per_s: float,
+                     tokens_per_event: int = 1, *, decode_s: float = 0.0,
+                     adaptive: bool = True, margin_s: float = URGENCY_MARGIN_S,
+                     sample_width: int = 2) -> list[tuple[float, int]]:
+    """Chunk arrivals from a proxy whose codec takes `decode_s` per window and nothing else
+    takes time, fed by an engine on pace: event j carries tokens [j*E, (j+1)*E) (7 per frame,
+    then one stop token) and is sent at j*E / tokens_per_s, as bench.paced_engine does.
+
+    With `adaptive`, windows are cut short when the listener would run dry, by the rule of
+    app.synthesis.AudioStream._urgent (mirrored here without its clock); without it, the plain
+    growing-chunk schedule.
+    """
+    planner, stitcher = ChunkPlanner(plan), Stitcher(plan)
+    tokens = TOKENS_PER_FRAME * frames + 1
+    events = -(-tokens // tokens_per_event)
+    chunks: list[tuple[float, int]] = []
+    now = 0.0
+    first_frame_at: float | None = None
+    first_audio_at: float | None = None
+    emitted = 0  # bytes
+
+    def urgent(available: int) -> bool:
+        if not adaptive or first_audio_at is None or first_frame_at is None:
+            return False
+        buffered_s = emitted / sample_width / SAMPLE_RATE - (now - first_audio_at)
+        frames_per_s = available / max(now - first_frame_at, 1e-3)
+        wait_s = planner.frames_missing(available) / frames_per_s
+        return buffered_s < wait_s + decode_s + margin_s
+
+    for event in range(events + 1):  # the extra round: the stream has ended
+        finished = event == events
+        sent = min(tokens, (event + 1) * tokens_per_event)
+        available = min(frames, sent // TOKENS_PER_FRAME)
+        now = max(now, min(event, events - 1) * tokens_per_event / tokens_per_s)
+        if available and first_frame_at is None:
+            first_frame_at = now
+        while True:
+            window = planner.next_window(available, finished,
+                                         urgent=not finished and urgent(available))
+            if window is None:
+                break
+            now += decode_s
+            length = (window.window_end - window.window_start) * plan.samples_per_frame
+            size = stitcher.push(window, np.zeros(length, np.float32)).shape[0] * sample_width
+            if size:
+                chunks.append((now, size))
+                emitted += size
+                if first_audio_at is None:
+                    first_audio_at = now
+    return chunks
+
+
+def first_chunk_frames_needed(plan: ChunkPlan, total_frames: int) -> int:
+    """Frames that must have arrived before the planner emits its first chunk."""
+    planner = ChunkPlanner(plan)
+    for available in range(1, total_frames + 1):
+        if planner.next_window(available, available == total_frames) is not None:
+            return available
+    return total_frames
