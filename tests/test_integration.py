@@ -46,10 +46,17 @@ def sdk(api_url):
 
 
 def engine_gauge(engine, name: str) -> float:
-    text = httpx.get(engine.config.url + "/metrics").text
+    text = httpx.get(engine.config.url + "/metrics", timeout=30).text
     values = [float(m[1]) for m in re.finditer(rf"^{re.escape(name)}\{{[^}}]*\}} (\S+)$", text,
                                                    re.MULTILINE)]
     return sum(values)
+
+
+def engine_counter(engine, name: str, label: str) -> float:
+    """Sum of the engine's `name` samples carrying `label` (e.g. 'finished_reason="abort"')."""
+    text = httpx.get(engine.config.url + "/metrics", timeout=30).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and label in line)
 
 
 def pcm_seconds(n_bytes: int) -> float:
@@ -133,21 +140,24 @@ async def test_concurrent_requests_are_batched_by_the_codec_worker(api_url, app_
 
 
 def test_client_disconnect_aborts_the_engine_request(api_url, engine):
-    long_text = "This sentence is long so that generation takes a while. " * 6
+    # vLLM does not count aborted requests as finished; it stops generating for them.
+    generated = ("vllm:generation_tokens_total", "")
+    finished = ("vllm:request_success_total", "finished_reason")
+    tokens_before, finished_before = engine_counter(engine, *generated), engine_counter(
+        engine, *finished)
+    long_text = "This sentence is long so that generation takes a while. " * 20
+    max_tokens = 6000  # prompt + this fits the engine's 8192 context; seconds of generation
     with httpx.stream("POST", api_url + SPEECH, timeout=120,
-                      json={"input": long_text, "playback_speed": 0.3,
-                            "playback_overlap_speed": 0.05}) as r:
+                      json={"input": long_text, "max_tokens": max_tokens,
+                            "playback_speed": 0.3, "playback_overlap_speed": 0.05}) as r:
         assert r.status_code == 200
-        chunks = r.iter_bytes()
-        next(chunks)
-        deadline = time.monotonic() + 10  # the engine's gauges trail its scheduler a little
-        while engine_gauge(engine, "vllm:num_requests_running") < 1:
-            assert time.monotonic() < deadline, "the engine never showed the request running"
-            next(chunks)
-    deadline = time.monotonic() + 10
-    while engine_gauge(engine, "vllm:num_requests_running") > 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert engine_gauge(engine, "vllm:num_requests_running") == 0
+        next(r.iter_bytes())  # audio is flowing; now hang up
+    deadline = time.monotonic() + 60
+    while engine_gauge(engine, "vllm:num_requests_running") > 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert engine_counter(engine, *finished) == finished_before  # not run to completion
+    assert engine_counter(engine, *generated) - tokens_before < max_tokens / 2
 
 
 @pytest.mark.parametrize("fields,status", [
