@@ -21,19 +21,6 @@ async def list_speakers(request: Request) -> JSONResponse:
     return JSONResponse(_state(request).settings.speakers)
 
 
-async def list_voices(request: Request) -> JSONResponse:
-    state = _state(request)
-    data: list[dict[str, object]] = [
-        {"id": s, "object": "audio.voice", "name": s, "type": "builtin"}
-        for s in state.settings.speakers
-    ]
-    data += [
-        {"id": alias, "object": "audio.voice", "name": alias, "type": "alias", "speaker": speaker}
-        for alias, speaker in state.speech.voice_map.items()
-    ]
-    return JSONResponse({"object": "list", "data": data})
-
-
 def _model_cards(state: AppState) -> list[ModelCard]:
     created = int(state.started_at)
     main = state.settings.model_name
