@@ -16,7 +16,21 @@ class VoiceRef(BaseModel):
     id: str = Field(min_length=1, max_length=128)
 
 
-class SpeechRequest(BaseModel):
+class GenerationFields(BaseModel):
+    """The seed's sampling and streaming fields, shared by speech and voice conversion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=7, le=65536)
+    stream: bool = True
+    playback_speed: float | None = Field(None, ge=0.05, le=30.0)
+    playback_overlap_speed: float | None = Field(None, ge=0.0, le=2.0)
+    normalize_malaysian: bool = True
+
+
+class SpeechRequest(GenerationFields):
     """POST /v1/audio/speech. Unset seed fields fall back to the server's DEFAULT_* settings."""
 
     model_config = ConfigDict(extra="forbid")
@@ -29,14 +43,6 @@ class SpeechRequest(BaseModel):
     speed: float = Field(1.0, ge=0.25, le=4.0)
     instructions: str | None = Field(None, max_length=4096)
     stream_format: Literal["audio", "sse"] = "audio"
-    # Seed fields.
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
-    max_tokens: int | None = Field(None, ge=7, le=65536)
-    stream: bool = True
-    playback_speed: float | None = Field(None, ge=0.05, le=30.0)
-    playback_overlap_speed: float | None = Field(None, ge=0.0, le=2.0)
-    normalize_malaysian: bool = True
 
 
 class ModelCard(BaseModel):
@@ -53,7 +59,7 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-class VoiceCloneForm(BaseModel):
+class VoiceCloneForm(GenerationFields):
     """Text fields of POST /v1/audio/vc (multipart; the file is `reference_audio`).
 
     Unset seed fields fall back to the server's DEFAULT_* settings, as for speech.
@@ -65,13 +71,6 @@ class VoiceCloneForm(BaseModel):
     generate_text: str = Field(min_length=1)
     model: str | None = None
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "pcm"
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
-    max_tokens: int | None = Field(None, ge=7, le=65536)
-    stream: bool = True
-    playback_speed: float | None = Field(None, ge=0.05, le=30.0)
-    playback_overlap_speed: float | None = Field(None, ge=0.0, le=2.0)
-    normalize_malaysian: bool = True
 
     def speech_request(self) -> SpeechRequest:
         """The same synthesis as a speech request (the voice comes from the reference)."""
