@@ -6,30 +6,37 @@ next (its frame position and a chosen code), which the output layer then scores 
 
 Hidden layout (64 dims)::
 
-    0..6    next token sits at frame position p   (one dim per position)
+    0..6    next token sits at frame position p (one dim per position); also the attention
+            key of audio tokens
     7       next token is <|im_end|>
-    8       next token is <|speech_start|>; also marks prompt tokens, as attention keys
+    8       next token is <|speech_start|>; on text, also its attention key
     9       end of frame: the current token is a position-6 audio token
-    10      the current token is <|speech_start|>, as an attention query
-    11..13  prompt: a random 3-d vector per text byte; at <|speech_start|>, the prompt's hash
-    14..63  code space: fixed random unit vectors s[p, c], one per audio token
+    10      the current token is <|speech_start|>, its attention query
+    11..13  prompt hash, written at <|speech_start|> only
+    14..63  code space: fixed random unit vectors s[p, c], one per audio token; text bytes put
+            a random unit vector in the first 32 of these dims
 
 - Output row of audio token (p, c) = POSITION_OUT·e_p + CODE_OUT·s[p, c].
 - Embedding of audio token (p, c) = POSITION_IN·e_{p+1} + CODE_IN·s[p+1, π_p(c)] (mod 7), so the
   next position wins by a wide margin and, among its codes, π_p(c) wins greedily. The permutations
   π_0..π_6 are chosen so that one trip round the frame is a single 4096-long cycle: greedy
   decoding never repeats a code within 4096 frames (random vectors alone fall into short cycles).
-- The prompt picks the first code, and so (greedy) the whole sequence. Two first-layer heads
-  share keys and values (the text bytes' prompt vectors) but have different queries, which only
-  <|speech_start|> has; RoPE makes each head's weights a pseudo-random function of the distance
-  back from <|speech_start|>. Their *difference* is written to the prompt dims: signed weights
-  that sum to zero, so the common mean of the text (its letter frequencies) cancels and the hash
-  of a long text does not drift to one direction. On every other token the queries are zero, both
-  heads average uniformly and the difference is exactly zero. Position-0 output rows also hold a
-  random 3-d unit vector in the prompt dims: the first code is the one nearest the hash's
-  direction, one of ~4096 cells on a sphere. Three dims, not more, keep the cells small (a changed
-  word or voice moves the hash across several) while the winner still leads the runner-up by
-  ~0.02 logits (median), far above float32 noise.
+- The prompt picks the first code, and so (greedy) the whole sequence. Only <|speech_start|> has
+  a query in the first layer. Each of the four heads looks along one RoPE pair (1 or 0.56 rad per
+  token) at phase 0° or 90°, so it weighs the token d places back by exp(cos(θ·d − φ)): four
+  sinusoids of the distance. Head h writes M_h times its weighted mean of the values (the byte
+  vectors of text, and the code vectors of any reference audio in a voice-cloning prompt) into
+  the hash dims, with random 3×32 matrices M_h that sum to zero: the text's common mean (its
+  letter frequencies) cancels, which keeps long texts from all hashing to one direction, and on
+  every other token (query zero, so every head averages alike) the output cancels to rounding.
+  Position-0 output rows also hold a random 3-d unit vector in the hash dims, so the first code
+  is the one nearest the hash's direction: ~4096 cells on a sphere.
+- Why this and not something sharper: the hash is linear in the text, so nearly identical
+  prompts can share a first code (about 1 in 12 single-character edits of a sentence; 85 of
+  the 100 "Sentence number {0..99} of ..." are distinct; unrelated prompts collide like random
+  draws from 4096). A nonlinear amplifier would separate them but would amplify float32 noise too,
+  and the winner's lead over the runner-up (median 0.03 logits, 1st percentile ~2e-4) is what
+  keeps greedy output identical across batching, prefix caching, vLLM and transformers.
 - Everything else (all MLPs, the second layer's attention) is zero.
 - <|speech_end|> scores high only on end-of-frame tokens, a few logits below the designated next
   code, so greedy never stops but sampling sometimes does, at a frame boundary; it then points at
@@ -74,7 +81,7 @@ FIRST_SNAC_ID = 260
 VOCAB_SIZE = FIRST_SNAC_ID + FRAME_SIZE * CODEBOOK_SIZE
 
 # Bump whenever the weights or the tokenizer change, so cached copies are rebuilt.
-DEMO_MODEL_VERSION = 1
+DEMO_MODEL_VERSION = 2
 DEMO_MODEL_NAME = f"tts-demo-qwen3-snac-v{DEMO_MODEL_VERSION}"
 
 _HIDDEN_SIZE = 64
@@ -108,8 +115,8 @@ _CONTROL_IN = 1.0
 _CONTROL_OUT = 5.0
 # Text also points weakly at <|speech_start|>: a prompt that stops after the text still gets speech.
 _TEXT_NEXT_SPEECH_START = 0.3
-# Standard deviation of the prompt heads' attention scores (via the q_norm weight): larger makes
-# a few distances dominate, smaller makes the weights nearly uniform.
+# Amplitude of the prompt heads' attention scores (via the q_norm weight): larger lets a few
+# distances dominate, smaller flattens the weights (and the hash) towards the plain mean.
 _PROMPT_SCORE_SCALE = 1.0
 # Large, so the hash dominates <|speech_start|>'s final norm whatever the prompt's length: that
 # keeps the first code's lead (in logits) from shrinking on long prompts.
@@ -127,6 +134,9 @@ downloading a real speech LLM. Decoded with SNAC, its output is noise.
 - Output: SNAC audio tokens in frames of {frame}, `<|snac_{{p}}_{{c}}|>` for frame position p in
   0..6 and code c in 0..4095, at id {first} + p*4096 + c. Sampling may end a frame with
   `<|speech_end|>` followed by `<|im_end|>` (eos); greedy decoding never ends on its own.
+- The prompt (voice and text) picks the first code; greedy decoding then walks one 4096-frame
+  cycle, so different prompts give different streams, though nearly identical prompts
+  sometimes share one.
 - Text is byte-level: ids 0..255 are bytes, then `<|im_start|>`={im_start}, `<|im_end|>`={im_end},
   `<|speech_start|>`={speech_start}, `<|speech_end|>`={speech_end}.
 - Checked in float32 only.
@@ -168,8 +178,8 @@ def build_demo_model(out_dir: Path, seed: int = 0) -> Path:
         eos_token_id=IM_END_ID,
         pad_token_id=IM_END_ID,
         dtype="float32",
-        tts_demo=True,
     )
+    config.tts_demo = True  # saved to config.json: marks a generated demo model, not a real TTS
     with torch.device("cpu"):
         model = Qwen3ForCausalLM(config)
     model.load_state_dict(_wire_weights(seed), strict=True)
@@ -190,8 +200,9 @@ def build_demo_model(out_dir: Path, seed: int = 0) -> Path:
             speech_end=SPEECH_END_ID,
         )
     )
+    # save_pretrained leaves the weights owner-only; the engine may run as another user.
     for path in out_dir.iterdir():
-        path.chmod(0o644)  # save_pretrained leaves the weights owner-only; the engine may be another user
+        path.chmod(0o644)
     return out_dir
 
 
@@ -205,7 +216,9 @@ def ensure_demo_model(cache_dir: Path) -> Path:
     if final_dir.is_dir():
         return final_dir
     cache_dir.mkdir(parents=True, exist_ok=True)
-    staging_dir = Path(tempfile.mkdtemp(prefix=f".{DEMO_MODEL_NAME}.", suffix=".partial", dir=cache_dir))
+    staging_dir = Path(
+        tempfile.mkdtemp(prefix=f".{DEMO_MODEL_NAME}.", suffix=".partial", dir=cache_dir)
+    )
     try:
         logger.info("building demo model %s in %s", DEMO_MODEL_NAME, cache_dir)
         build_demo_model(staging_dir)
@@ -240,7 +253,7 @@ def _wire_weights(seed: int) -> dict[str, torch.Tensor]:
     embed = torch.zeros(VOCAB_SIZE, _HIDDEN_SIZE)
     lm_head = torch.zeros(VOCAB_SIZE, _HIDDEN_SIZE)
 
-    # No token predicts text. The specials carry no prompt vector: every prompt has them.
+    # No token predicts text. The specials carry no byte vector: every prompt has them.
     embed[:BYTE_TOKEN_COUNT, _BYTE_DIMS] = byte_vectors
     embed[: IM_START_ID + 1, _NEXT_SPEECH_START_DIM] = _TEXT_NEXT_SPEECH_START
 
@@ -279,16 +292,20 @@ def _wire_weights(seed: int) -> dict[str, torch.Tensor]:
             embed[rows, _FRAME_END_DIM] = _FRAME_END_IN
 
     # Kv head j keys every prompt token alike on RoPE pair j (dims j and j + 16, turning at
-    # 1 and 0.56 rad per token); its two query heads look along that pair at phases 0 and 90°.
-    # Query head (j, φ) then weighs the token d places back by exp(SCALE·cos(θ_j·d − φ)):
-    # four sinusoids of the distance, so no stretch of the text is weighed alike by all heads.
+    # 1 and 0.56 rad per token); its two query heads (grouped-query attention) look along that
+    # pair at phases 0 and 90°. Query head (j, φ) then weighs the token d places back by
+    # exp(SCALE·cos(θ_j·d − φ)), so no stretch of the text is weighed alike by all four heads.
     q_size = _ATTENTION_HEADS * _HEAD_DIM
     kv_size = _KV_HEADS * _HEAD_DIM
     half = _HEAD_DIM // 2
-    q_proj = torch.zeros(_KV_HEADS, 2, _HEAD_DIM, _HIDDEN_SIZE)  # (kv head, phase, head dim, hidden)
+    # (kv head, phase, head dim, hidden)
+    q_proj = torch.zeros(_KV_HEADS, 2, _HEAD_DIM, _HIDDEN_SIZE)
     k_proj = torch.zeros(_KV_HEADS, _HEAD_DIM, _HIDDEN_SIZE)
     for kv_head in range(_KV_HEADS):
+        # Text (and the specials around it) through dim 8, audio tokens (a voice-cloning
+        # prompt's reference audio) through their position dims.
         k_proj[kv_head, kv_head, _NEXT_SPEECH_START_DIM] = 1.0
+        k_proj[kv_head, kv_head, :FRAME_SIZE] = 1.0
         q_proj[kv_head, 0, kv_head, _IS_SPEECH_START_DIM] = 1.0
         q_proj[kv_head, 1, half + kv_head, _IS_SPEECH_START_DIM] = 1.0
     q_proj = q_proj.reshape(q_size, _HIDDEN_SIZE)
@@ -299,9 +316,9 @@ def _wire_weights(seed: int) -> dict[str, torch.Tensor]:
     v_proj = torch.zeros(kv_size, _HIDDEN_SIZE)
     for kv_head in range(_KV_HEADS):
         v_proj[kv_head * _HEAD_DIM : (kv_head + 1) * _HEAD_DIM, _BYTE_DIMS] = torch.eye(_HEAD_DIM)
-    # Head h writes M_h times its weighted average; the M_h sum to zero, so a text's common
-    # mean (every head's weights sum to 1) cancels, and so does everything on tokens whose
-    # query is zero (every head then averages uniformly).
+    # Head h writes M_h times its weighted mean; the M_h sum to zero, so a text's common mean
+    # (every head's weights sum to 1) cancels, and so does everything on tokens whose query is
+    # zero (every head then averages uniformly), up to rounding.
     mixes = torch.randn(_ATTENTION_HEADS, _PROMPT_DIM_COUNT, _HEAD_DIM, generator=generator)
     mixes = _PROMPT_MIX * (mixes - mixes.mean(dim=0))  # (4, 3, 32)
     o_proj = torch.zeros(_HIDDEN_SIZE, q_size)
@@ -343,7 +360,9 @@ def _frame_cycle_permutations(generator: torch.Generator) -> torch.Tensor:
     """
     import torch
 
-    permutations = [torch.randperm(CODEBOOK_SIZE, generator=generator) for _ in range(FRAME_SIZE - 1)]
+    permutations = [
+        torch.randperm(CODEBOOK_SIZE, generator=generator) for _ in range(FRAME_SIZE - 1)
+    ]
     through_frame = torch.arange(CODEBOOK_SIZE)  # π_5 ∘ … ∘ π_0
     for permutation in permutations:
         through_frame = permutation[through_frame]
@@ -390,7 +409,10 @@ def _build_tokenizer() -> Tokenizer:
         [AddedToken(name, special=True, normalized=False) for name in _special_tokens()]
     )
     last = snac_token(FRAME_SIZE - 1, CODEBOOK_SIZE - 1)
-    if tokenizer.token_to_id(IM_START) != IM_START_ID or tokenizer.token_to_id(last) != VOCAB_SIZE - 1:
+    if (
+        tokenizer.token_to_id(IM_START) != IM_START_ID
+        or tokenizer.token_to_id(last) != VOCAB_SIZE - 1
+    ):
         raise RuntimeError("tokenizers assigned the added tokens unexpected ids")
     return tokenizer
 
@@ -412,4 +434,6 @@ def _write_tokenizer(out_dir: Path) -> None:
     }
     (out_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
     special_tokens_map = {"eos_token": IM_END, "pad_token": IM_END}
-    (out_dir / "special_tokens_map.json").write_text(json.dumps(special_tokens_map, indent=2) + "\n")
+    (out_dir / "special_tokens_map.json").write_text(
+        json.dumps(special_tokens_map, indent=2) + "\n"
+    )
