@@ -73,6 +73,11 @@ class Settings(BaseSettings):
         description="Seconds the codec worker waits to collect a batch.",
     )
     max_batch_size: int = Field(16, alias="MAX_BATCH_SIZE", ge=1, le=1024)
+    max_batch_frames: int = Field(
+        0, alias="MAX_BATCH_FRAMES", ge=0, le=1_000_000,
+        description="Most frames (batch x window length) in one codec call; bounds peak "
+        "memory. 0 = auto: 64 on CPU (batching buys nothing there), 2048 on CUDA.",
+    )
     cuda_graph_batch: Annotated[list[float], NoDecode] = Field(
         [], alias="CUDA_GRAPH_BATCH",
         description="Window-length buckets in seconds captured as CUDA graphs (CUDA only).",

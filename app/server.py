@@ -89,6 +89,7 @@ def _build_lifespan(
             info_ = codec.info
             worker = CodecWorker(codec, dynamic_batching=settings.dynamic_batching,
                                  max_batch_size=settings.max_batch_size,
+                                 max_batch_frames=settings.max_batch_frames,
                                  batch_wait_s=settings.microsleep)
             worker.start()
             voice_store: VoiceStore | None = None

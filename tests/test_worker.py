@@ -92,3 +92,22 @@ async def test_snac_batched_through_worker_equals_one_by_one():
     assert worker.stats.max_batch == 4
     for got, want in zip(batched, singles):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+async def test_large_groups_are_split_to_bound_frames_per_call():
+    codec = RecordingCodec()
+    codec.gate.clear()
+    worker = CodecWorker(codec, dynamic_batching=True, max_batch_size=16, batch_wait_s=0.05,
+                         max_batch_frames=20)
+    worker.start()
+    try:
+        first = asyncio.ensure_future(worker.decode(frames(9, 1)))
+        await asyncio.sleep(0.05)
+        tasks = [asyncio.ensure_future(worker.decode(frames(i, 6))) for i in range(7)]
+        await asyncio.sleep(0.01)
+        codec.gate.set()
+        results = await asyncio.gather(first, *tasks)
+    finally:
+        worker.stop()
+    assert [r[0] for r in results] == [9, 0, 1, 2, 3, 4, 5, 6]
+    assert sorted(codec.batches[1:]) == [(1, 6), (3, 6), (3, 6)]  # 3 x 6 frames <= 20

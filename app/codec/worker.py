@@ -2,7 +2,8 @@
 
 Requests submit windows of frames and await a future. The thread takes the first pending
 item, then (with dynamic batching) keeps collecting for up to `batch_wait_s` or until
-`max_batch_size` items, groups them by window length, and decodes each group in one call.
+`max_batch_size` items, groups them by window length, and decodes each group in one call
+(split so that no call exceeds `max_batch_frames` frames in all).
 Equal lengths are batched without padding, so a batched decode equals one-by-one decode.
 """
 
@@ -53,15 +54,22 @@ class _Item:
 
 
 _STOP = object()
+AUTO_BATCH_FRAMES_CPU = 64
+AUTO_BATCH_FRAMES_CUDA = 2048
 
 
 class CodecWorker:
     def __init__(
-        self, codec: Codec, *, dynamic_batching: bool, max_batch_size: int, batch_wait_s: float
+        self, codec: Codec, *, dynamic_batching: bool, max_batch_size: int, batch_wait_s: float,
+        max_batch_frames: int = 0,
     ):
         self.codec = codec
         self.dynamic_batching = dynamic_batching
         self.max_batch_size = max_batch_size if dynamic_batching else 1
+        # A group of equal-length windows is split so one call decodes at most this many
+        # frames: activations grow with batch x length and set the process's peak memory.
+        self.max_batch_frames = max_batch_frames or (
+            AUTO_BATCH_FRAMES_CUDA if codec.info.device.startswith("cuda") else AUTO_BATCH_FRAMES_CPU)
         self.batch_wait_s = batch_wait_s
         self.stats = WorkerStats()
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
@@ -156,24 +164,30 @@ class CodecWorker:
         for item in live:
             assert item.frames is not None
             groups[item.frames.shape[0]].append(item)
-        for steps, group in groups.items():
-            batch = np.stack([i.frames for i in group])  # (B, T, 7)
-            started = time.perf_counter()
-            try:
-                audio = self.codec.decode_frames(batch)  # (B, T * 2048)
-            except Exception as exc:
-                logger.exception("codec decode failed for a batch of %d", len(group))
-                for item in group:
-                    _resolve(item, exc=exc)
-                continue
-            self.stats.busy_s += time.perf_counter() - started
-            self.stats.decode_calls += 1
-            self.stats.windows += len(group)
-            self.stats.frames += steps * len(group)
-            self.stats.max_batch = max(self.stats.max_batch, len(group))
-            self.stats.batch_histogram[len(group)] += 1
-            for row, item in enumerate(group):
-                _resolve(item, result=audio[row])
+        for steps, same_length in groups.items():
+            per_call = max(1, self.max_batch_frames // steps)
+            for first in range(0, len(same_length), per_call):
+                self._decode_group(steps, same_length[first:first + per_call])
+
+    def _decode_group(self, steps: int, group: list[_Item]) -> None:
+        """Decode equal-length windows in one call and hand each caller its row."""
+        batch = np.stack([i.frames for i in group])  # (B, T, 7)
+        started = time.perf_counter()
+        try:
+            audio = self.codec.decode_frames(batch)  # (B, T * 2048)
+        except Exception as exc:
+            logger.exception("codec decode failed for a batch of %d", len(group))
+            for item in group:
+                _resolve(item, exc=exc)
+            return
+        self.stats.busy_s += time.perf_counter() - started
+        self.stats.decode_calls += 1
+        self.stats.windows += len(group)
+        self.stats.frames += steps * len(group)
+        self.stats.max_batch = max(self.stats.max_batch, len(group))
+        self.stats.batch_histogram[len(group)] += 1
+        for row, item in enumerate(group):
+            _resolve(item, result=audio[row])
 
 
 def _resolve(item: _Item, *, result: Any = None, exc: BaseException | None = None) -> None:
