@@ -8,17 +8,19 @@ A chunk list is `[(arrival_s, audio_bytes), ...]` as in stress_test.report; its 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from app.streaming import ChunkPlan, ChunkPlanner, Stitcher
+from app.streaming import ChunkPlan, ChunkPlanner, Stitcher, Window
 from app.synthesis import URGENCY_MARGIN_S
 from stress_test.report import BYTES_PER_SECOND, SAMPLE_RATE, find_stalls
 
 TOKENS_PER_FRAME = 7
 
-__all__ = ["find_stalls", "first_chunk_frames_needed", "plan_only_chunks",
-           "prebuffer_needed_s"]
+__all__ = ["Scheduled", "find_stalls", "first_chunk_frames_needed", "plan_only_chunks",
+           "prebuffer_needed_s", "schedule_windows"]
 
 
 def prebuffer_needed_s(chunks: Sequence[tuple[float, int]],
@@ -34,11 +36,21 @@ def prebuffer_needed_s(chunks: Sequence[tuple[float, int]],
     return needed
 
 
-def plan_only_chunks(plan: ChunkPlan, frames: int, tokens_per_s: float,
+@dataclass(frozen=True)
+class Scheduled:
+    """One window a proxy would decode: when its audio is out, and what it emits."""
+
+    ready_s: float
+    available: int  # frames that had arrived when the window was planned
+    window: Window
+    emitted_bytes: int
+
+
+def schedule_windows(plan: ChunkPlan, frames: int, tokens_per_s: float,
                      tokens_per_event: int = 1, *, decode_s: float = 0.0,
                      adaptive: bool = True, margin_s: float = URGENCY_MARGIN_S,
-                     sample_width: int = 2) -> list[tuple[float, int]]:
-    """Chunk arrivals from a proxy whose codec takes `decode_s` per window and nothing else
+                     sample_width: int = 2) -> list[Scheduled]:
+    """The windows a proxy decodes when its codec takes `decode_s` per window and nothing else
     takes time, fed by an engine on pace: event j carries tokens [j*E, (j+1)*E) (7 per frame,
     then one stop token) and is sent at j*E / tokens_per_s, as bench.paced_engine does.
 
@@ -49,7 +61,7 @@ def plan_only_chunks(plan: ChunkPlan, frames: int, tokens_per_s: float,
     planner, stitcher = ChunkPlanner(plan), Stitcher(plan)
     tokens = TOKENS_PER_FRAME * frames + 1
     events = -(-tokens // tokens_per_event)
-    chunks: list[tuple[float, int]] = []
+    schedule: list[Scheduled] = []
     now = 0.0
     first_frame_at: float | None = None
     first_audio_at: float | None = None
@@ -78,12 +90,19 @@ def plan_only_chunks(plan: ChunkPlan, frames: int, tokens_per_s: float,
             now += decode_s
             length = (window.window_end - window.window_start) * plan.samples_per_frame
             size = stitcher.push(window, np.zeros(length, np.float32)).shape[0] * sample_width
-            if size:
-                chunks.append((now, size))
-                emitted += size
-                if first_audio_at is None:
-                    first_audio_at = now
-    return chunks
+            schedule.append(Scheduled(now, available, window, size))
+            emitted += size
+            if size and first_audio_at is None:
+                first_audio_at = now
+    return schedule
+
+
+def plan_only_chunks(plan: ChunkPlan, frames: int, tokens_per_s: float,
+                     tokens_per_event: int = 1, **options: Any) -> list[tuple[float, int]]:
+    """Chunk arrivals of `schedule_windows` (same arguments): `[(arrival_s, bytes), ...]`."""
+    return [(s.ready_s, s.emitted_bytes)
+            for s in schedule_windows(plan, frames, tokens_per_s, tokens_per_event, **options)
+            if s.emitted_bytes]
 
 
 def first_chunk_frames_needed(plan: ChunkPlan, total_frames: int) -> int:

@@ -5,7 +5,8 @@ Each emitter takes the whole (T, 7) code sequence but only ever looks at the fra
 windows of frames, and records what it emits with each piece's absolute sample position, so
 the result can be compared sample-for-sample with one offline decode of the whole sequence.
 
-- `stream_planner`: our ChunkPlanner + Stitcher (app/streaming.py).
+- `stream_planner`: our ChunkPlanner + Stitcher (app/streaming.py); `replay_steps` runs the
+  stitcher over a window schedule decided elsewhere (adaptive chunking needs a clock).
 - `stream_orpheus`: the Orpheus reference decoder. Once 4 frames (28 tokens) exist, every new
   frame re-decodes the last 4 frames and emits samples [2048:4096] of that window: one frame
   of audio per frame, lagging the newest frame by two. It flushes nothing at the end, so it
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.streaming import ChunkPlan, ChunkPlanner, Stitcher
+from app.streaming import ChunkPlan, ChunkPlanner, Stitcher, Window
 
 DecodeFn = Callable[[np.ndarray], np.ndarray]  # (T, 7) codes -> (T * samples_per_frame,)
 
@@ -122,6 +123,23 @@ def planner_steps(run: StreamRun, frames: np.ndarray, decode: DecodeFn, plan: Ch
     for available in range(1, total + 1):
         finished = available == total
         while (window := planner.next_window(available, finished)) is not None:
+            audio = run.decode(decode, frames[window.window_start:window.window_end])
+            if window.start > 0:
+                run.seams.append(window.start * plan.samples_per_frame)
+            chunk = stitcher.push(window, audio)
+            run.emit(position, chunk, available)
+            position += chunk.shape[0]
+        yield available
+
+
+def replay_steps(run: StreamRun, frames: np.ndarray, decode: DecodeFn, plan: ChunkPlan,
+                 windows: Sequence[tuple[int, Window]]) -> Steps:
+    """Our stitcher over a given window schedule: (frames available when planned, window),
+    e.g. the windows adaptive chunking chose in a timed simulation."""
+    stitcher, position, pending = Stitcher(plan), 0, list(windows)[::-1]
+    for available in range(1, frames.shape[0] + 1):
+        while pending and pending[-1][0] <= available:
+            _, window = pending.pop()
             audio = run.decode(decode, frames[window.window_start:window.window_end])
             if window.start > 0:
                 run.seams.append(window.start * plan.samples_per_frame)

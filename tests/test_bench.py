@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from app.streaming import ChunkPlan
+from bench.capacity import engine_lateness_s, token_sent_at
 from bench.codec import build_cases, run_side_by_side, window_lengths
 from bench.paced_engine import BASE, SPEECH_END, EngineState, Pace, create_paced_engine
 from bench.playback import (
@@ -18,13 +19,15 @@ from bench.playback import (
     first_chunk_frames_needed,
     plan_only_chunks,
     prebuffer_needed_s,
+    schedule_windows,
 )
-from bench.proxy import engine_lateness_s, token_sent_at
 from bench.streamers import (
     Segment,
     StreamRun,
     aligned_snr_db,
     fidelity,
+    finish,
+    replay_steps,
     seam_regions,
     snr_db,
     stream_orpheus,
@@ -132,6 +135,21 @@ def test_plan_alone_at_real_time_stalls_and_adaptive_chunking_helps():
     # 3 more frames: the listener waits about half an overlap (100 ms) for it.
     assert plain[0] == pytest.approx(p.half_overlap / 24000, abs=0.02)
     assert 0 < sum(adaptive) < sum(plain)
+
+
+def test_adaptive_schedule_replays_to_the_exact_signal(codes):
+    schedule = schedule_windows(plan(), 40, tokens_per_s=83.0)
+    covered = [f for s in schedule for f in range(s.window.start, s.window.end)]
+    assert covered == list(range(40))
+    assert [s.available for s in schedule] == sorted(s.available for s in schedule)
+    # At 1x the listener's buffer never grows, so chunks stay at the shortest allowed size
+    # instead of growing 3, 3, 6, 12, 18.
+    assert {s.window.end - s.window.start for s in schedule[:-1]} == {plan().min_chunk_frames}
+    run = finish(StreamRun("adaptive"), replay_steps, codes, frame_audio, plan(),
+                 [(s.available, s.window) for s in schedule])
+    start, audio = run.signal()
+    assert start == 0
+    np.testing.assert_allclose(audio, frame_audio(codes), atol=1e-6)
 
 
 def test_first_chunk_needs_its_frames_plus_right_context():
