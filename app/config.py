@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         description="HF id, local directory, or 'random' (real architecture, seeded weights).",
     )
     codec_device: Literal["auto", "cpu", "cuda"] = Field("auto", alias="CODEC_DEVICE")
+    codec_threads: int = Field(
+        0, alias="CODEC_THREADS", ge=0, le=256,
+        description="torch threads for the codec; 0 = torch's default (all cores). On a "
+        "CPU shared with the engine, 1 avoids threads spin-waiting on each other.",
+    )
     codec_dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", alias="CODEC_DTYPE"
     )

@@ -42,8 +42,12 @@ CodecFactory = Callable[[Settings], Codec]
 
 
 def load_snac(settings: Settings) -> Codec:
+    import torch
+
     from app.codec.snac import SnacCodec  # torch is imported only where a codec is built
 
+    if settings.codec_threads:
+        torch.set_num_threads(settings.codec_threads)
     return SnacCodec.load(settings.snac_model, device=settings.codec_device,
                           dtype=settings.codec_dtype)
 

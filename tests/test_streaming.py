@@ -119,3 +119,11 @@ def test_urgent_cuts_the_next_chunk_short_but_not_below_the_minimum():
     w = planner.next_window(11, False, urgent=True)
     assert (w.start, w.end) == (6, 9)
     assert planner.next_window(20, False).end == 9 + 9  # not urgent: full size again
+
+
+def test_first_seam_is_a_hard_cut_so_the_first_chunk_is_not_held_back():
+    p = plan(1.5, 0.2)
+    planner, stitcher = ChunkPlanner(p), Stitcher(p)
+    w = planner.next_window(5, False)
+    first = stitcher.push(w, np.zeros((w.window_end - w.window_start) * SPF, np.float32))
+    assert len(first) == 3 * SPF  # all of frames 0..3, no fade tail kept back

@@ -75,6 +75,8 @@ class AudioStreamingResponse(StreamingResponse):
                 task.cancel()
             await asyncio.gather(streaming, listening, return_exceptions=True)
             await self._on_close()
+        if streaming.done() and not streaming.cancelled() and streaming.exception() is None:
+            return  # finished; uvicorn reports the connection's end as a disconnect too
         if listening.done() and not listening.cancelled():
             logger.info("client disconnected; generation aborted")
         elif not streaming.cancelled() and streaming.exception() is not None:
