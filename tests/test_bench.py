@@ -131,10 +131,10 @@ def test_plan_alone_at_real_time_stalls_and_adaptive_chunking_helps():
     assert sum(size for _, size in fast) == 117 * SPF * 2
     plain = find_stalls(plan_only_chunks(p, 117, tokens_per_s=83.0, adaptive=False))
     adaptive = find_stalls(plan_only_chunks(p, 117, tokens_per_s=83.0))
-    # The first chunk emits 3 frames minus the held-back half overlap; the second needs
-    # 3 more frames: the listener waits about half an overlap (100 ms) for it.
-    assert plain[0] == pytest.approx(p.half_overlap / 24000, abs=0.02)
-    assert 0 < sum(adaptive) < sum(plain)
+    # At exactly real time every full-size chunk arrives late by its context and fade
+    # tail; adaptive chunking cuts chunks short and leaves one short stall at the start.
+    assert len(plain) >= 2
+    assert len(adaptive) <= 1 and 0 < sum(adaptive) < sum(plain) / 4
 
 
 def test_adaptive_schedule_replays_to_the_exact_signal(codes):

@@ -193,3 +193,24 @@ def test_health_reports_engine_codec_and_demo(api_url):
     health = httpx.get(api_url + "/health").json()
     assert health["status"] == "ok" and health["demo"] is True
     assert health["engine"]["profile"] == "demo" and health["codec"]["random_weights"]
+
+
+def test_stress_test_cli_reports_on_the_real_stack(api_url, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "results.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "stress_test", "--url", api_url, "--requests", "4",
+         "--concurrency", "2", "--mix-stream", "--format", "wav", "--output", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    for heading in ("=== SLO LATENCY REPORT ===", "Total Requests: 4",
+                    "=== AUDIO & REAL-TIME FACTOR (RTF) REPORT ===", "P99 RTF:",
+                    "=== TIME TO FIRST AUDIO (TTFA) ===", "=== STREAMING STALLS (UNDERRUNS) ==="):
+        assert heading in run.stdout
+    results = json.loads(out.read_text())
+    assert "No errors" in run.stdout, run.stdout
+    assert out.with_suffix(".png").exists()
+    assert results
