@@ -10,22 +10,10 @@ import pytest
 
 from app.config import Settings
 from app.server import create_app
-from tests.fake_engine import Script, create_fake_engine
 from tests.fakes import RecordingCodec
 from tests.servers import serve
 
 SPEECH = "/v1/audio/speech"
-
-
-@pytest.fixture(scope="module")
-def script():
-    return Script()
-
-
-@pytest.fixture(scope="module")
-def engine_url(script):
-    with serve(create_fake_engine(script)) as url:
-        yield url
 
 
 def proxy_settings(engine_url: str, **overrides) -> Settings:
@@ -35,10 +23,9 @@ def proxy_settings(engine_url: str, **overrides) -> Settings:
 @pytest.fixture(scope="module")
 def api(engine_url):
     app = create_app(proxy_settings(engine_url), codec_factory=lambda s: RecordingCodec())
-    with serve(app) as url:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            client.app = app
-            yield client
+    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        client.app = app
+        yield client
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,6 @@ import pytest
 from app.config import Settings
 from app.server import create_app
 from tests.audio_clips import chirp, reference_wav, wav_bytes
-from tests.fake_engine import Script, create_fake_engine
 from tests.servers import serve
 from tests.vc_fakes import EncodingCodec, clone_prompt_frames
 
@@ -32,17 +31,6 @@ FRAME_BYTES = 2048 * 2
 
 
 @pytest.fixture(scope="module")
-def script():
-    return Script()
-
-
-@pytest.fixture(scope="module")
-def engine_url(script):
-    with serve(create_fake_engine(script)) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def codec():
     return EncodingCodec()
 
@@ -56,9 +44,8 @@ def vc_settings(engine_url: str, data_dir, **overrides) -> Settings:
 def api(engine_url, codec, tmp_path_factory):
     app = create_app(vc_settings(engine_url, tmp_path_factory.mktemp("data")),
                      codec_factory=lambda s: codec)
-    with serve(app) as url:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield client
+    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
 
 
 @pytest.fixture(autouse=True)

@@ -12,23 +12,11 @@ from openai import OpenAI
 from app.config import Settings
 from app.server import create_app
 from tests.audio_clips import chirp, reference_wav, wav_bytes
-from tests.fake_engine import Script, create_fake_engine
 from tests.servers import serve
 from tests.vc_fakes import EncodingCodec, clone_prompt_frames
 
 VOICES = "/v1/audio/voices"
 JENNY_TEXT = "I wonder if I shall ever be happy enough to have real lace on my clothes."
-
-
-@pytest.fixture(scope="module")
-def script():
-    return Script()
-
-
-@pytest.fixture(scope="module")
-def engine_url(script):
-    with serve(create_fake_engine(script)) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
