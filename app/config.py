@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.delivery.formats import ResponseFormat
+
 OPENAI_VOICES = (
     "alloy", "ash", "ballad", "coral", "echo", "fable", "nova",
     "onyx", "sage", "shimmer", "verse", "marin", "cedar",
@@ -135,6 +137,16 @@ class Settings(BaseSettings):
         description="Least left/right codec context decoded around each chunk, in frames.",
     )
     max_input_chars: int = Field(4096, alias="MAX_INPUT_CHARS", ge=1)
+    default_response_format: ResponseFormat = Field(
+        "pcm", alias="DEFAULT_RESPONSE_FORMAT",
+        description="response_format when a request names none and does not use one of "
+        "OpenAI's model names (the seed documents pcm).",
+    )
+    openai_default_response_format: ResponseFormat = Field(
+        "mp3", alias="OPENAI_DEFAULT_RESPONSE_FORMAT",
+        description="response_format when a request names none and its model is one of "
+        "OpenAI's (tts-1, tts-1-hd, gpt-4o-mini-tts and dated names): OpenAI documents mp3.",
+    )
     max_upload_bytes: int = Field(
         10 * 1024 * 1024, alias="MAX_UPLOAD_BYTES", ge=1024, le=1024 * 1024 * 1024,
         description="Largest reference audio upload (/v1/audio/vc, /v1/audio/voices), in "

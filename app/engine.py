@@ -70,6 +70,7 @@ class TokenStream:
         self.request_id = request_id
         self.finish_reason: str | None = None
         self.completion_tokens = 0
+        self.prompt_tokens: int | None = None  # from the engine's final usage chunk
 
     async def __aiter__(self) -> AsyncIterator[list[int]]:
         try:
@@ -86,6 +87,9 @@ class TokenStream:
                 if "error" in event:
                     logger.error("engine error mid-stream: %s", event["error"])
                     raise EngineUnavailable("the engine failed while generating")
+                usage = event.get("usage")
+                if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+                    self.prompt_tokens = usage["prompt_tokens"]
                 for choice in event.get("choices") or []:
                     ids = parse_token_ids(choice, self._mode)
                     self.completion_tokens += len(ids)
@@ -148,6 +152,7 @@ class EngineClient:
             "model": self.model,
             "prompt": prompt,
             "stream": True,
+            "stream_options": {"include_usage": True},
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
             "repetition_penalty": params.repetition_penalty,

@@ -41,6 +41,7 @@ class Metrics:
     active_streams: int = 0
     audio_seconds: float = 0.0
     misplaced_tokens: int = 0
+    clipped_samples: int = 0  # samples beyond full scale, bent back by the soft limiter
     first_audio_s: Histogram = field(default_factory=Histogram)
 
     def render(self, extra: dict[str, float]) -> str:
@@ -53,6 +54,8 @@ class Metrics:
             f"tts_audio_seconds_total {self.audio_seconds:.3f}",
             "# TYPE tts_misplaced_tokens_total counter",
             f"tts_misplaced_tokens_total {self.misplaced_tokens}",
+            "# TYPE tts_clipped_samples_total counter",
+            f"tts_clipped_samples_total {self.clipped_samples}",
             "# TYPE tts_first_audio_seconds histogram",
             *self.first_audio_s.render("tts_first_audio_seconds"),
         ]

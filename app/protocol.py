@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+from app.delivery.formats import ResponseFormat
 
 
 class VoiceRef(BaseModel):
@@ -17,9 +17,14 @@ class VoiceRef(BaseModel):
 
 
 class GenerationFields(BaseModel):
-    """The seed's sampling and streaming fields, shared by speech and voice conversion."""
+    """The fields shared by speech and voice conversion: the seed's sampling and streaming
+    fields and OpenAI's delivery fields.
 
-    model_config = ConfigDict(extra="forbid")
+    Unknown fields are kept aside (`model_extra`), not refused: apps merge admin-defined keys
+    into the body. The response names them in `X-Ignored-Fields`.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
@@ -28,21 +33,23 @@ class GenerationFields(BaseModel):
     playback_speed: float | None = Field(None, ge=0.05, le=30.0)
     playback_overlap_speed: float | None = Field(None, ge=0.0, le=2.0)
     normalize_malaysian: bool = True
+    # Unset: OpenAI's default (mp3) when `model` is one of OpenAI's names, else the seed's (pcm).
+    response_format: ResponseFormat | None = None
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    stream_format: Literal["audio", "sse"] = "audio"
+
+    def ignored_fields(self) -> list[str]:
+        return sorted(self.model_extra or {})
 
 
 class SpeechRequest(GenerationFields):
     """POST /v1/audio/speech. Unset seed fields fall back to the server's DEFAULT_* settings."""
 
-    model_config = ConfigDict(extra="forbid")
-
     input: str = Field(min_length=1)
     model: str | None = None
     voice: str | VoiceRef | None = None
-    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "pcm"
-    # OpenAI fields.
-    speed: float = Field(1.0, ge=0.25, le=4.0)
+    # Accepted for every model; one that cannot follow them says so in a response header.
     instructions: str | None = Field(None, max_length=4096)
-    stream_format: Literal["audio", "sse"] = "audio"
 
 
 class ModelCard(BaseModel):
@@ -65,12 +72,9 @@ class VoiceCloneForm(GenerationFields):
     Unset seed fields fall back to the server's DEFAULT_* settings, as for speech.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     reference_text: str = Field(min_length=1)
     generate_text: str = Field(min_length=1)
     model: str | None = None
-    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "pcm"
 
     def speech_request(self) -> SpeechRequest:
         """The same synthesis as a speech request (the voice comes from the reference)."""

@@ -14,8 +14,10 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
+from app import openapi
 from app.cloning import ReferenceEncoder
 from app.codec.worker import Codec, CodecWorker
 from app.config import Settings
@@ -24,7 +26,7 @@ from app.errors import EngineUnavailable, TTSError, error_envelope
 from app.metrics import Metrics
 from app.profiles import resolve_profile
 from app.reference_audio import ReferenceLimits
-from app.routes import info, speech, vc, voices
+from app.routes import info, pages, speech, vc, voices
 from app.state import AppState, request_id_of
 from app.synthesis import SpeechService
 from app.voice_store import VoiceStore, open_voice_store
@@ -183,10 +185,16 @@ def create_app(
         Route("/v1/audio/voices", voices.create_voice, methods=["POST"]),
         Route("/v1/audio/voices/{voice_id}", voices.retrieve_voice, methods=["GET"]),
         Route("/v1/audio/voices/{voice_id}", voices.delete_voice, methods=["DELETE"]),
+        Route("/v1/audio/models", info.list_audio_models, methods=["GET"]),
         Route("/v1/models", info.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", info.retrieve_model, methods=["GET"]),
+        Route("/", pages.landing, methods=["GET"]),
         Route("/health", info.health, methods=["GET"]),
+        Route("/readyz", info.health, methods=["GET"]),
         Route("/metrics", info.metrics, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi_route, methods=["GET"]),
+        Route("/docs", openapi.docs_route, methods=["GET"]),
+        Mount("/static", app=StaticFiles(directory=openapi.STATIC_DIR), name="static"),
     ]
     return Starlette(
         routes=routes,

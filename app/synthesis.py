@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,9 +16,9 @@ import numpy as np
 from app.audio import write_wav
 from app.codec.layout import FrameAssembler
 from app.codec.worker import CodecWorker
-from app.config import Settings
+from app.config import OPENAI_MODELS, Settings
 from app.engine import EngineClient, SamplingParams, TokenStream
-from app.errors import InvalidRequest, NotFound, Unsupported
+from app.errors import InvalidRequest, NotFound
 from app.metrics import Metrics
 from app.profiles import ResolvedProfile
 from app.protocol import SpeechRequest
@@ -28,6 +29,13 @@ logger = logging.getLogger(__name__)
 
 # Cut a chunk short when the listener's buffer would otherwise come this close to empty.
 URGENCY_MARGIN_S = 0.05
+# OpenAI's dated snapshots of its TTS models, e.g. gpt-4o-mini-tts-2025-03-20.
+_OPENAI_DATED_MODEL = re.compile(r"(gpt-4o-mini-tts|gpt-4o-tts|tts-1|tts-1-hd)-\d{4}-\d{2}-\d{2}")
+
+
+def is_openai_model(name: str | None) -> bool:
+    """Does `name` name one of OpenAI's speech models (so the request gets OpenAI's defaults)?"""
+    return name is not None and (name in OPENAI_MODELS or bool(_OPENAI_DATED_MODEL.fullmatch(name)))
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,10 @@ class SpeechJob:
     plan: ChunkPlan
     response_format: str
     stream: bool
+    stream_format: str = "audio"
+    speed: float = 1.0
+    ignored_fields: tuple[str, ...] = ()
+    instructions_ignored: bool = False
 
 
 class SpeechService:
@@ -77,10 +89,16 @@ class SpeechService:
 
     def resolve_model(self, model: str | None) -> str:
         name = model or self.settings.model_name
-        if name not in self.model_names():
+        if name not in self.model_names() and not is_openai_model(name):
             raise NotFound(f"The model `{name}` does not exist.", param="model",
                            code="model_not_found")
         return name
+
+    def default_format(self, model: str | None) -> str:
+        """OpenAI's default for OpenAI's model names, the seed's otherwise."""
+        if is_openai_model(model):
+            return self.settings.openai_default_response_format
+        return self.settings.default_response_format
 
     def resolve_speaker(self, voice: str | None) -> str:
         if voice is None:
@@ -89,6 +107,8 @@ class SpeechService:
             return voice
         if voice in self.voice_map:
             return self.voice_map[voice]
+        if voice.lower() in self.voice_map:  # "Alloy" as some apps capitalise it
+            return self.voice_map[voice.lower()]
         known = ", ".join([*self.settings.speakers, *self.voice_map])
         raise InvalidRequest(f"Unknown voice {voice!r}. Available voices: {known}.",
                              param="voice", code="invalid_voice")
@@ -116,19 +136,7 @@ class SpeechService:
         `cloned` (a custom voice or an uploaded reference) replaces the speaker voice.
         """
         self.resolve_model(request.model)
-        if request.response_format not in ("pcm", "wav"):
-            raise Unsupported(
-                f"response_format {request.response_format!r} is not supported yet; "
-                "use 'pcm' or 'wav'", param="response_format")
-        if request.speed != 1.0:
-            raise Unsupported("speed other than 1.0 is not supported yet", param="speed")
-        if request.stream_format != "audio":
-            raise Unsupported("stream_format 'sse' is not supported yet; use 'audio'",
-                              param="stream_format")
-        if request.instructions and request.instructions.strip():
-            raise Unsupported(
-                f"the {self.profile.profile.name} model does not take voice instructions",
-                param="instructions")
+        response_format = request.response_format or self.default_format(request.model)
         if cloned is not None:
             speaker = "cloned"
         elif isinstance(request.voice, str) or request.voice is None:
@@ -159,8 +167,13 @@ class SpeechService:
             params=self.sampling_params(text, request.temperature, request.repetition_penalty,
                                         request.max_tokens),
             plan=plan,
-            response_format=request.response_format,
+            response_format=response_format,
             stream=request.stream,
+            stream_format=request.stream_format,
+            speed=request.speed,
+            ignored_fields=tuple(request.ignored_fields()),
+            # No served profile follows voice instructions; they are accepted and ignored.
+            instructions_ignored=bool(request.instructions and request.instructions.strip()),
         )
 
     def sampling_params(
@@ -284,6 +297,12 @@ class AudioStream:
         if not self._closed:
             self._closed = True
             await self._tokens.aclose()
+
+    def usage(self) -> dict[str, int]:
+        """OpenAI's usage object, from the engine's own token counts."""
+        prompt = self._tokens.prompt_tokens or 0
+        output = self._tokens.completion_tokens
+        return {"input_tokens": prompt, "output_tokens": output, "total_tokens": prompt + output}
 
     def _mark(self, chunk: np.ndarray) -> np.ndarray:
         if self.first_audio_at is None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from stress_test.load import LoadConfig, StreamMode, run_load
+from stress_test.load import RESPONSE_FORMATS, LoadConfig, StreamMode, run_load
 from stress_test.report import RequestRecord, Summary, format_report, summarize
 from stress_test.texts import BUILTIN_TEXTS, read_texts
 
@@ -70,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="open loop: Poisson arrivals at this many requests/s (0: closed loop)",
     )
-    parser.add_argument("--format", choices=("pcm", "wav"), default="pcm", dest="response_format")
+    parser.add_argument("--format", choices=RESPONSE_FORMATS, default="pcm",
+                        dest="response_format")
+    parser.add_argument("--stream-format", choices=("audio", "sse"), default="audio",
+                        help="sse: OpenAI's speech.audio.delta events (TTFA at the first one)")
     streaming = parser.add_mutually_exclusive_group()
     streaming.add_argument(
         "--stream",
@@ -111,6 +114,7 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         concurrency=args.concurrency,
         rate=args.rate or None,
         response_format=args.response_format,
+        stream_format=args.stream_format,
         stream_mode=stream_mode,
         voice=args.voice,
         model=args.model,

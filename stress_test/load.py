@@ -12,6 +12,8 @@ Failures never raise out of :func:`run_load`; each becomes a :class:`RequestReco
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import itertools
 import json
 import logging
@@ -33,8 +35,10 @@ WAV_HEADER_BYTES = 44
 WAV_UNKNOWN_SIZE = 0xFFFFFFFF
 ERROR_DETAIL_CHARS = 300
 
-ResponseFormat = Literal["pcm", "wav"]
+ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 StreamMode = Literal["on", "off", "mix"]
+StreamFormat = Literal["audio", "sse"]
 
 _WAV_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")
 
@@ -50,6 +54,7 @@ class LoadConfig:
     rate: float | None = None
     response_format: ResponseFormat = "pcm"
     stream_mode: StreamMode = "on"
+    stream_format: StreamFormat = "audio"
     voice: str = "husein"
     model: str = "TTS-model"
     max_tokens: int | None = None
@@ -81,6 +86,8 @@ class LoadConfig:
             "response_format": self.response_format,
             "stream": self.stream_for(index),
         }
+        if self.stream_format == "sse":
+            payload["stream_format"] = "sse"
         if self.max_tokens is not None:
             payload["max_tokens"] = self.max_tokens
         if self.temperature is not None:
@@ -142,6 +149,31 @@ class _Clock:
         return time.perf_counter() - self._origin
 
 
+class _SseReader:
+    """Incremental `text/event-stream` parser: audio bytes of each `speech.audio.delta`."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> bytes:
+        self._buffer += data
+        audio = b""
+        while b"\n\n" in self._buffer:
+            event, self._buffer = self._buffer.split(b"\n\n", 1)
+            for line in event.splitlines():
+                if not line.startswith(b"data:"):
+                    continue
+                try:
+                    payload = json.loads(line[5:])
+                except ValueError as exc:
+                    raise InvalidBody("malformed SSE event") from exc
+                if payload.get("type") == "error":
+                    raise InvalidBody(f"error event: {payload.get('error')}")
+                if payload.get("type") == "speech.audio.delta":
+                    audio += base64.b64decode(payload.get("audio") or payload.get("delta") or "")
+        return audio
+
+
 async def _send(
     client: httpx.AsyncClient,
     config: LoadConfig,
@@ -159,8 +191,7 @@ async def _send(
         start_s=start_s,
         end_s=start_s,
     )
-    header = bytearray()
-    header_needed = WAV_HEADER_BYTES if config.response_format == "wav" else 0
+    pieces: list[tuple[float, bytes]] = []  # (arrival, bytes of the audio format)
     record.sent_s = clock()
     try:
         async with asyncio.timeout(config.timeout_s):
@@ -168,22 +199,25 @@ async def _send(
                 "POST", SPEECH_PATH, json=config.payload_for(index, text)
             ) as response:
                 record.status = response.status_code
+                content_type = response.headers.get("content-type", "")
+                sse = content_type.startswith("text/event-stream")
+                reader = _SseReader()
                 if not response.is_success:
                     record.error = f"http_{response.status_code}"
                     record.error_detail = _error_detail(await response.aread())
-                elif response.headers.get("content-type", "").startswith("application/json"):
+                elif content_type.startswith("application/json"):
                     raise InvalidBody("JSON body on a successful response")
+                elif sse != (config.stream_format == "sse"):
+                    raise InvalidBody(f"content type {content_type!r} for stream_format "
+                                      f"{config.stream_format!r}")
                 else:
                     async for data in response.aiter_bytes():
                         arrival_s = clock()
-                        if len(header) < header_needed:
-                            taken = header_needed - len(header)
-                            header += data[:taken]
-                            data = data[taken:]
-                        if data:
-                            record.chunks.append((arrival_s, len(data)))
+                        audio = reader.feed(data) if sse else data
+                        if audio:
+                            pieces.append((arrival_s, audio))
         if record.ok:
-            _check_body(record, bytes(header), header_needed)
+            record.chunks = audio_chunks(config.response_format, pieces)
     except (TimeoutError, httpx.TimeoutException) as exc:
         record.error, record.error_detail = "timeout", str(exc) or type(exc).__name__
     except httpx.ConnectError as exc:
@@ -199,16 +233,59 @@ async def _send(
     return record
 
 
-def _check_body(record: RequestRecord, header: bytes, header_needed: int) -> None:
-    if len(header) < header_needed:
-        raise InvalidBody(f"body ended after {len(header)} bytes, inside the WAV header")
-    declared = check_wav_header(header) if header_needed else None
-    if declared is not None and declared != record.audio_bytes:
-        raise InvalidBody(f"WAV declares {declared} data bytes, body has {record.audio_bytes}")
-    if record.audio_bytes == 0:
+def decoded_seconds(data: bytes) -> float:
+    """Duration of a compressed body, decoded with FFmpeg (PyAV); undecodable raises."""
+    import av  # only the compressed formats need FFmpeg
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            stream = container.streams.audio[0]
+            samples = sum(frame.samples for frame in container.decode(stream))
+            return samples / stream.rate
+    except (av.FFmpegError, IndexError, ValueError) as exc:
+        raise InvalidBody(f"audio does not decode: {exc}") from exc
+
+
+def audio_chunks(fmt: str, pieces: list[tuple[float, bytes]]) -> list[tuple[float, int]]:
+    """(arrival, PCM-equivalent bytes) per body piece that carried audio.
+
+    pcm and wav are counted exactly (the WAV header is not audio). A compressed format is
+    decoded whole and its duration shared out over the pieces by their byte counts (exact
+    for CBR mp3, close for the others), so TTFA, RTF and stalls mean the same for every format.
+    """
+    body = b"".join(data for _, data in pieces)
+    if not body:
         raise InvalidBody("no audio in the body")
-    if record.audio_bytes % SAMPLE_WIDTH:
-        raise InvalidBody(f"odd PCM byte count {record.audio_bytes}")
+    if fmt in ("pcm", "wav"):
+        header_needed = WAV_HEADER_BYTES if fmt == "wav" else 0
+        if len(body) < header_needed:
+            raise InvalidBody(f"body ended after {len(body)} bytes, inside the WAV header")
+        declared = check_wav_header(body[:header_needed]) if header_needed else None
+        chunks, skip = [], header_needed
+        for arrival_s, data in pieces:
+            taken = min(skip, len(data))
+            skip -= taken
+            if len(data) > taken:
+                chunks.append((arrival_s, len(data) - taken))
+        audio_bytes = len(body) - header_needed
+        if declared is not None and declared != audio_bytes:
+            raise InvalidBody(f"WAV declares {declared} data bytes, body has {audio_bytes}")
+        if audio_bytes == 0:
+            raise InvalidBody("no audio in the body")
+        if audio_bytes % SAMPLE_WIDTH:
+            raise InvalidBody(f"odd PCM byte count {audio_bytes}")
+        return chunks
+    pcm_bytes = decoded_seconds(body) * SAMPLE_RATE * SAMPLE_WIDTH
+    if pcm_bytes <= 0:
+        raise InvalidBody("no audio in the body")
+    chunks, done, seen = [], 0, 0
+    for arrival_s, data in pieces:
+        seen += len(data)
+        upto = round(pcm_bytes * seen / len(body) / SAMPLE_WIDTH) * SAMPLE_WIDTH
+        if upto > done:
+            chunks.append((arrival_s, upto - done))
+            done = upto
+    return chunks
 
 
 async def run_load(

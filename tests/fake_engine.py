@@ -82,6 +82,11 @@ def create_fake_engine(script: Script) -> Starlette:
                     last = i + step >= len(tokens)
                     yield event(tokens[i:i + step], "stop" if last else None)
                     await asyncio.sleep(script.delay_s)
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    usage = {"prompt_tokens": len(body["prompt"].encode()),
+                             "completion_tokens": len(tokens),
+                             "total_tokens": len(body["prompt"].encode()) + len(tokens)}
+                    yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n"
                 yield "data: [DONE]\n\n"
                 done = True
             finally:

@@ -16,10 +16,12 @@ class RecordingCodec:
 
     info = INFO
 
-    def __init__(self, delay_s: float = 0.0, fail: bool = False):
+    def __init__(self, delay_s: float = 0.0, fail: bool = False, level: float | None = None):
+        """`level`: decode to a 440 Hz tone of this peak amplitude instead of the raw codes."""
         self.batches: list[tuple[int, int]] = []
         self.delay_s = delay_s
         self.fail = fail
+        self.level = level
         self.gate = threading.Event()
         self.gate.set()
 
@@ -28,4 +30,8 @@ class RecordingCodec:
         if self.fail:
             raise RuntimeError("boom")
         self.batches.append(frames.shape[:2])
+        if self.level is not None:
+            t = np.arange(frames.shape[1] * 2048) / 24000
+            tone = (self.level * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            return np.tile(tone, (frames.shape[0], 1))
         return np.repeat(frames[:, :, 0].astype(np.float32), 2048, axis=1)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 import struct
 import time
 
 import httpx
+import numpy as np
 import pytest
 
-from app.config import Settings
+from app.config import OPENAI_VOICES, Settings
 from app.server import create_app
 from tests.fakes import RecordingCodec
 from tests.servers import serve
@@ -93,19 +97,20 @@ def test_markup_is_cleaned_and_special_tokens_cannot_be_injected(api, script):
 @pytest.mark.parametrize("fields,status,param", [
     ({"voice": "nobody"}, 400, "voice"),
     ({"model": "whisper-1"}, 404, "model"),
-    ({"response_format": "mp3"}, 400, "response_format"),
     ({"response_format": "ogg"}, 400, "response_format"),
-    ({"speed": 1.5}, 400, "speed"),
+    ({"response_format": 5}, 400, "response_format"),
     ({"speed": 9}, 400, "speed"),
-    ({"stream_format": "sse"}, 400, "stream_format"),
-    ({"instructions": "Speak cheerfully"}, 400, "instructions"),
+    ({"speed": 0.2}, 400, "speed"),
+    ({"speed": "fast"}, 400, "speed"),
+    ({"stream_format": "websocket"}, 400, "stream_format"),
+    ({"instructions": "x" * 5000}, 400, "instructions"),
+    ({"stream": "maybe"}, 400, "stream"),
     ({"input": ""}, 400, "input"),
     ({"input": "   <b></b> "}, 400, "input"),
     ({"input": "x" * 5000}, 400, "input"),
     ({"temperature": -1}, 400, "temperature"),
     ({"max_tokens": 0}, 400, "max_tokens"),
     ({"playback_speed": 0.2, "playback_overlap_speed": 0.3}, 400, "playback_overlap_speed"),
-    ({"unknown_field": 1}, 400, "unknown_field"),
     ({"voice": {"id": "voice_missing"}}, 404, "voice"),
     ({"input": "TOO_LONG"}, 400, "input"),
 ])
@@ -192,3 +197,109 @@ def test_unsafe_client_request_ids_are_replaced(api):
     assert r.headers["x-request-id"].startswith("req_")
     r = api.get("/v1/models/none", headers={"X-Request-Id": "client-42"})
     assert r.headers["x-request-id"] == "client-42"
+
+
+def test_default_format_follows_the_model_name(api):
+    """OpenAI's names get OpenAI's default (mp3); the seed's model name keeps pcm."""
+    r = speak(api, model="tts-1", voice="alloy")
+    assert r.headers["content-type"] == "audio/mpeg" and r.content[0] == 0xFF
+    r = speak(api, model="gpt-4o-mini-tts-2025-03-20")
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/mpeg"
+    r = speak(api, model="TTS-model")
+    assert r.headers["content-type"] == "audio/pcm"
+    assert speak(api).headers["content-type"] == "audio/pcm"
+
+
+def test_default_formats_are_settings(engine_url):
+    settings = proxy_settings(engine_url, DEFAULT_RESPONSE_FORMAT="wav",
+                              OPENAI_DEFAULT_RESPONSE_FORMAT="opus")
+    app = create_app(settings, codec_factory=lambda s: RecordingCodec())
+    with serve(app) as url:
+        seed = httpx.post(url + SPEECH, json={"input": "Hello"}, timeout=30)
+        openai_ = httpx.post(url + SPEECH, json={"input": "Hello", "model": "tts-1"}, timeout=30)
+    assert seed.headers["content-type"] == "audio/wav" and seed.content[:4] == b"RIFF"
+    assert openai_.headers["content-type"] == "audio/ogg" and openai_.content[:4] == b"OggS"
+
+
+@pytest.mark.parametrize("fmt,media_type,magic", [
+    ("mp3", "audio/mpeg", b"\xff"), ("opus", "audio/ogg", b"OggS"),
+    ("aac", "audio/aac", b"\xff"), ("flac", "audio/flac", b"fLaC"),
+    ("wav", "audio/wav", b"RIFF"),
+])
+@pytest.mark.parametrize("stream", [True, False])
+def test_each_format_streamed_and_whole(api, fmt, media_type, magic, stream):
+    r = speak(api, response_format=fmt, stream=stream)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == media_type and r.content.startswith(magic)
+    if not stream:
+        assert r.headers["content-length"] == str(len(r.content))
+
+
+def test_sse_events_carry_audio_then_usage(api, script):
+    r = speak(api, stream_format="sse", response_format="pcm")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:")]
+    deltas, done = events[:-1], events[-1]
+    assert deltas and all(e["type"] == "speech.audio.delta" for e in deltas)
+    audio = b"".join(base64.b64decode(e["audio"]) for e in deltas)
+    assert len(audio) == 12 * 2048 * 2
+    prompt = script.requests[-1]["prompt"]
+    assert done == {"type": "speech.audio.done", "usage": {
+        "input_tokens": len(prompt.encode()), "output_tokens": 12 * 7 + 1,
+        "total_tokens": len(prompt.encode()) + 12 * 7 + 1}}
+
+
+def test_sse_failure_mid_stream_sends_an_error_event(api):
+    r = speak(api, input="FAIL_MIDWAY please", stream_format="sse")
+    assert r.status_code == 200
+    events = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:")]
+    assert events[-1]["type"] == "error" and events[-1]["error"]["message"]
+    assert all(e["type"] == "speech.audio.delta" for e in events[:-1])
+
+
+def test_speed_changes_the_duration(api):
+    normal = len(speak(api, response_format="pcm").content)
+    fast = len(speak(api, response_format="pcm", speed=2.0).content)
+    slow = len(speak(api, response_format="pcm", speed=0.5).content)
+    assert fast / normal == pytest.approx(0.5, rel=0.05)
+    assert slow / normal == pytest.approx(2.0, rel=0.05)
+
+
+def test_unknown_fields_and_instructions_are_ignored_and_named(api):
+    r = speak(api, instructions="Speak cheerfully", custom_params={"a": 1}, top_k=5)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-ignored-fields"] == "custom_params, top_k"
+    assert r.headers["x-instructions-ignored"] == "true"
+    plain = speak(api)
+    assert "x-ignored-fields" not in plain.headers and "x-instructions-ignored" not in plain.headers
+
+
+def test_every_openai_voice_resolves(api, script):
+    for voice in OPENAI_VOICES:
+        r = speak(api, voice=voice, model="tts-1", response_format="pcm")
+        assert r.status_code == 200, (voice, r.text)
+
+
+def test_discovery_endpoints_for_pickers_and_prewarm(api):
+    voices = api.get("/v1/audio/voices").json()
+    assert voices["object"] == "list" and voices["data"]
+    ids = [v["id"] for v in voices["voices"]]
+    assert ids[:3] == ["husein", "idayu", "jenny"] and set(OPENAI_VOICES) <= set(ids)
+    assert all(set(v) == {"id", "name"} for v in voices["voices"])
+    models = api.get("/v1/audio/models").json()["models"]
+    assert {"id": "TTS-model"} in models and {"id": "tts-1"} in models
+    landing = api.get("/")
+    assert landing.status_code == 200 and landing.headers["content-type"].startswith("text/html")
+    assert "Demo mode" in landing.text
+    assert api.get("/readyz").status_code == 200
+
+
+def test_loud_decodes_are_limited_and_counted(engine_url):
+    app = create_app(proxy_settings(engine_url), codec_factory=lambda s: RecordingCodec(level=3.0))
+    with serve(app) as url:
+        r = httpx.post(url + SPEECH, json={"input": "Hello", "response_format": "pcm"}, timeout=30)
+        metrics = httpx.get(url + "/metrics").text
+    pcm = np.frombuffer(r.content, "<i2")
+    assert pcm.max() <= 32767 and pcm.min() >= -32767 and np.abs(pcm).max() > 30000
+    clipped = int(re.search(r"^tts_clipped_samples_total (\d+)$", metrics, re.M)[1])
+    assert clipped > 0

@@ -34,6 +34,12 @@ async def list_models(request: Request) -> JSONResponse:
     return JSONResponse(ModelList(data=_model_cards(_state(request))).model_dump())
 
 
+async def list_audio_models(request: Request) -> JSONResponse:
+    """The peers' `GET /v1/audio/models` shape, read by Open WebUI's model picker."""
+    cards = _model_cards(_state(request))
+    return JSONResponse({"models": [{"id": card.id} for card in cards]})
+
+
 async def retrieve_model(request: Request) -> JSONResponse:
     name = request.path_params["model"]
     for card in _model_cards(_state(request)):

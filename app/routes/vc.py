@@ -7,10 +7,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from app.codec.layout import TOKENS_PER_FRAME
+from app.delivery.respond import respond_with_audio
 from app.errors import InvalidRequest
 from app.protocol import VoiceCloneForm
 from app.routes.common import parse_model
-from app.routes.speech import respond_with_audio
 from app.state import AppState, request_id_of
 from app.synthesis import ClonedVoice, SpeechJob
 from app.uploads import read_multipart
@@ -47,4 +47,4 @@ async def clone_voice(request: Request) -> Response:
         frames = await state.references.encode(upload, param=REFERENCE_FIELD)
     job = _prepare(state, form, request_id, reference_text, frames)
     audio = await state.speech.open(job)
-    return await respond_with_audio(request, state, audio, job.response_format, job.stream)
+    return await respond_with_audio(request, state, audio, job)

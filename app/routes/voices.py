@@ -15,7 +15,6 @@ from app.errors import NotFound, Unsupported
 from app.protocol import VoiceCreateForm, VoiceDeleted, VoiceObject
 from app.routes.common import parse_model
 from app.state import AppState
-from app.synthesis import ClonedVoice
 from app.uploads import read_multipart
 from app.voice_store import CustomVoice, VoiceInfo
 
@@ -35,17 +34,6 @@ def voice_object(info: VoiceInfo) -> VoiceObject:
 def _not_found(voice_id: str) -> NotFound:
     return NotFound(f"Voice {voice_id!r} does not exist.", param="voice_id",
                     code="voice_not_found")
-
-
-async def cloned_voice(state: AppState, voice_id: str) -> ClonedVoice | None:
-    """The stored voice as a cloning reference, or None if there is no such voice."""
-    voice = await state.voices.get(voice_id)
-    if voice is None:
-        return None
-    if voice.codec != state.codec_info.source:
-        logger.warning("voice %s was encoded with codec %s, now %s: it may sound wrong",
-                       voice_id, voice.codec, state.codec_info.source)
-    return ClonedVoice(voice.reference_text, voice.frames)
 
 
 async def create_voice(request: Request) -> Response:
@@ -87,7 +75,10 @@ async def list_voices(request: Request) -> JSONResponse:
     """Built-in speakers, OpenAI aliases, then custom voices (oldest first)."""
     state = _state(request)
     custom = [voice_object(info).model_dump() for info in await state.voices.list()]
-    return JSONResponse({"object": "list", "data": builtin_voices(state) + custom})
+    data = builtin_voices(state) + custom
+    # `voices` is the peers' convention that Open WebUI's and Home Assistant's pickers read.
+    voices = [{"id": voice["id"], "name": voice["name"]} for voice in data]
+    return JSONResponse({"object": "list", "data": data, "voices": voices})
 
 
 async def retrieve_voice(request: Request) -> JSONResponse:

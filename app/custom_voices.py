@@ -1,0 +1,21 @@
+"""Custom voices as cloning references: the stored frames a speech request prompts with."""
+
+from __future__ import annotations
+
+import logging
+
+from app.state import AppState
+from app.synthesis import ClonedVoice
+
+logger = logging.getLogger(__name__)
+
+
+async def cloned_voice(state: AppState, voice_id: str) -> ClonedVoice | None:
+    """The stored voice as a cloning reference, or None if there is no such voice."""
+    voice = await state.voices.get(voice_id)
+    if voice is None:
+        return None
+    if voice.codec != state.codec_info.source:
+        logger.warning("voice %s was encoded with codec %s, now %s: it may sound wrong",
+                       voice_id, voice.codec, state.codec_info.source)
+    return ClonedVoice(voice.reference_text, voice.frames)
