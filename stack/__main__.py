@@ -1,7 +1,12 @@
 """`make run`: resolve model weights, start the vLLM engine and the API, stop both on a signal.
 
+Settings: the API's own `Settings` (HOST, PORT, MODEL_NAME, SNAC_MODEL, ...) and the launcher's
+`StackSettings` (TTS_MODEL, ENGINE_PORT, ENGINE_DEVICE, ...), both from the environment and `.env`.
+Unless HOST is set, the API listens on loopback only.
+
 Weights: TTS_MODEL and SNAC_MODEL may be HF ids or local directories. When they cannot be had
 (offline, no hub access) the generated demo LM and random-weight SNAC are used instead, loudly.
+Whether the hub is reachable is decided once, within seconds (see stack.weights).
 """
 
 from __future__ import annotations
@@ -13,51 +18,46 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from app.config import Settings
+from stack.config import StackSettings
 from stack.engine import EngineConfig, EngineProcess, EngineStartError, http_status
+from stack.weights import Hub, resolve_lm, resolve_snac
 
 logger = logging.getLogger("stack")
 ROOT = Path(__file__).resolve().parent.parent
-
-DEMO_WARNING = """
-****************************************************************************
-*  {what} could not be loaded ({why}).
-*  Falling back to GENERATED weights: the service will make NOISE, not
-*  speech. /health reports "demo": true and responses carry X-TTS-Demo.
-****************************************************************************"""
+LOOPBACK = "127.0.0.1"
+API_STARTUP_TIMEOUT_S = 300.0
 
 
-def hub_available(repo_id: str, filename: str) -> str | None:
-    """None if `filename` of `repo_id` can be fetched (or is cached), else the reason."""
-    try:
-        from huggingface_hub import hf_hub_download
-
-        hf_hub_download(repo_id, filename, etag_timeout=5)
-        return None
-    except Exception as exc:  # offline, unknown repo, auth: all mean "not here"
-        return type(exc).__name__
+def api_host(settings: Settings) -> str:
+    """HOST when set (environment or .env); else loopback, not the container default 0.0.0.0."""
+    return settings.host if "host" in settings.model_fields_set else LOOPBACK
 
 
-def resolve_lm(model: str, cache_dir: Path) -> tuple[str, bool]:
-    """(model path or id for vLLM, is_demo)."""
-    if model and (Path(model).is_dir() or hub_available(model, "config.json") is None):
-        return model, False
-    why = "no model given" if not model else f"{model!r} is not a local dir and the hub failed"
-    logger.warning(DEMO_WARNING.format(what=f"TTS_MODEL {model!r}", why=why))
-    from demo_model import ensure_demo_model
+def api_environment(base: Mapping[str, str], settings: Settings, *, engine_url: str, snac: str,
+                    lm_demo: bool, hub: Hub) -> dict[str, str]:
+    """The API process's environment: the launcher's decisions on top of `base`."""
+    env = {**base, **hub.environment(), "TTS_API": engine_url, "SNAC_MODEL": snac,
+           "HOST": api_host(settings), "PORT": str(settings.port),
+           "MODEL_NAME": settings.model_name}
+    if lm_demo:
+        env["MODEL_PROFILE"] = "demo"
+    return env
 
-    return str(ensure_demo_model(cache_dir / "models")), True
 
-
-def resolve_snac(source: str) -> str:
-    if source == "random" or Path(source).is_dir():
-        return source
-    why = hub_available(source, "pytorch_model.bin")
-    if why is None:
-        return source
-    logger.warning(DEMO_WARNING.format(what=f"SNAC_MODEL {source!r}", why=why))
-    return "random"
+def engine_config(launcher: StackSettings, settings: Settings, *, model: str, device: str,
+                  python: Path, cache_dir: Path, hub: Hub) -> EngineConfig:
+    return EngineConfig(
+        model=model, python=python, cache_dir=cache_dir,
+        served_model_name=settings.model_name, port=launcher.engine_port, device=device,
+        max_model_len=launcher.max_model_len, gpu_memory_utilization=launcher.gpu_mem_util,
+        dtype=launcher.dtype(device), env=hub.environment(),
+    )
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -71,31 +71,38 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None
     raise EngineStartError(f"{url} not healthy after {timeout_s:.0f} s")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--engine-python", default=str(ROOT / ".venv-vllm/bin/python"))
     parser.add_argument("--cache-dir", default=str(ROOT / ".cache"))
-    parser.add_argument("--device", default=os.environ.get("ENGINE_DEVICE", "cpu"),
-                        choices=["cpu", "cuda"])
-    args = parser.parse_args()
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="overrides ENGINE_DEVICE")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s stack %(message)s")
 
+    try:
+        settings, launcher = Settings(), StackSettings()
+    except ValidationError as exc:
+        logger.error("invalid settings (environment or .env): %s", exc)
+        return 2
     cache_dir = Path(args.cache_dir)
-    host = os.environ.get("HOST", "127.0.0.1")
-    api_port = int(os.environ.get("PORT", "9091"))
-    engine_port = int(os.environ.get("ENGINE_PORT", "9093"))
-    served_name = os.environ.get("MODEL_NAME", "TTS-model")
-    lm, lm_demo = resolve_lm(os.environ.get("TTS_MODEL", "canopylabs/orpheus-3b-0.1-ft"),
-                             cache_dir)
-    snac = resolve_snac(os.environ.get("SNAC_MODEL", "hubertsiuzdak/snac_24khz"))
+    device = args.device or launcher.device()
+    started = time.monotonic()
+    hub = Hub.decide(launcher)
+    if hub.offline:
+        logger.warning("hub offline for this run (%s): local, cached or generated weights only",
+                       hub.offline_reason)
+    lm, lm_demo = resolve_lm(launcher.tts_model, cache_dir, hub)
+    snac = resolve_snac(settings.snac_model, hub)
+    logger.info("weights decided in %.1f s: model %s, SNAC %s", time.monotonic() - started,
+                lm, snac)
 
-    engine = EngineProcess(EngineConfig(
-        model=lm, python=Path(args.engine_python), cache_dir=cache_dir,
-        served_model_name=served_name, port=engine_port, device=args.device,
-        max_model_len=int(os.environ.get("MAX_MODEL_LEN", "8192")),
-        gpu_memory_utilization=float(os.environ.get("GPU_MEM_UTIL", "0.7")),
-        dtype=os.environ.get("ENGINE_DTYPE", "float32" if args.device == "cpu" else "auto"),
-    ))
+    engine = EngineProcess(engine_config(launcher, settings, model=lm, device=device,
+                                         python=Path(args.engine_python), cache_dir=cache_dir,
+                                         hub=hub))
+    host = api_host(settings)
+    port = settings.port
+    # Where this machine reaches the API: a wildcard listen address on loopback.
+    health_host = LOOPBACK if host in ("0.0.0.0", "") else host
     api: subprocess.Popen[bytes] | None = None
     stopping = False
 
@@ -110,16 +117,14 @@ def main() -> int:
         logger.info("vLLM starting on %s (log: %s)", engine.config.url, engine.log_path)
         took = engine.wait_healthy()
         logger.info("vLLM healthy after %.1f s", took)
-        env = dict(os.environ, TTS_API=engine.config.url, SNAC_MODEL=snac, HOST=host,
-                   PORT=str(api_port), MODEL_NAME=served_name)
-        if lm_demo:
-            env["MODEL_PROFILE"] = "demo"
+        env = api_environment(os.environ, settings, engine_url=engine.config.url, snac=snac,
+                              lm_demo=lm_demo, hub=hub)
         api = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT)
-        wait_http(f"http://{host}:{api_port}/health", api, 300)
+        wait_http(f"http://{health_host}:{port}/health", api, API_STARTUP_TIMEOUT_S)
         print(f"""
-READY: API on http://{host}:{api_port} (engine {engine.config.url}, model {lm}{
+READY: API on http://{host}:{port} (engine {engine.config.url}, model {lm}{
 " [DEMO: noise, not speech]" if lm_demo or snac == "random" else ""})
-  curl -X POST 'http://{host}:{api_port}/v1/audio/speech' -H 'Content-Type: application/json' \\
+  curl -X POST 'http://{health_host}:{port}/v1/audio/speech' -H 'Content-Type: application/json' \\
     -d '{{"input": "Hello! How can I help you?", "voice": "husein", "response_format": "wav"}}' \\
     --output output.wav
 Ctrl-C stops both.""", flush=True)

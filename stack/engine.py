@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class EngineConfig:
     kv_cache_bytes: int = 256 * 1024 * 1024  # CPU only: vLLM needs an explicit KV size there
     gpu_memory_utilization: float = 0.7  # CUDA only
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # on top of ours, e.g. HF_HUB_OFFLINE
 
     @property
     def url(self) -> str:
@@ -62,6 +64,7 @@ class EngineConfig:
                     "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"})
         if self.device == "cpu":
             env["VLLM_TARGET_DEVICE"] = "cpu"
+        env.update(self.env)
         return env
 
 
@@ -133,7 +136,7 @@ class EngineProcess:
         self._log.close()
         self._proc = None
 
-    def __enter__(self) -> EngineProcess:
+    def __enter__(self) -> Self:
         self.start()
         try:
             self.wait_healthy()

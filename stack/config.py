@@ -1,0 +1,92 @@
+"""Launcher settings: what only `python -m stack` needs (the engine, the hub), from env and `.env`.
+
+Everything the API also uses (HOST, PORT, MODEL_NAME, SNAC_MODEL, ...) is read through
+`app.config.Settings` instead, so the launcher and the API it starts can never disagree. Both
+classes read `.env` from the working directory (the repository root under `make run`), and a
+variable in the environment wins over `.env`, as pydantic-settings does for the API.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+
+
+class StackSettings(BaseSettings):
+    """Engine and hub settings of the launcher. Units are in the field names or descriptions."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    tts_model: str = Field(
+        "canopylabs/orpheus-3b-0.1-ft", alias="TTS_MODEL",
+        description="Speech LM the engine serves: HF id or local directory. When it cannot be "
+        "had, the generated demo model is served instead.",
+    )
+    engine_port: int = Field(9093, alias="ENGINE_PORT", ge=1, le=65535,
+                             description="Loopback port of the vLLM engine.")
+    engine_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", alias="ENGINE_DEVICE",
+        description="Where vLLM runs; auto = cuda when `nvidia-smi -L` finds a GPU, else cpu.",
+    )
+    engine_dtype: str | None = Field(
+        None, alias="ENGINE_DTYPE",
+        description="vLLM --dtype; unset = float32 on CPU, auto on CUDA.",
+    )
+    max_model_len: int = Field(8192, alias="MAX_MODEL_LEN", ge=1,
+                               description="Longest sequence the engine accepts, in tokens.")
+    gpu_mem_util: float = Field(
+        0.7, alias="GPU_MEM_UTIL", gt=0.0, le=1.0,
+        description="Fraction of GPU memory vLLM may take (CUDA only).",
+    )
+    hf_hub_offline: bool = Field(
+        False, alias="HF_HUB_OFFLINE",
+        description="Never contact the hub: use local directories, the hub cache, or the "
+        "generated fallbacks.",
+    )
+    hf_endpoint: str = Field(DEFAULT_HF_ENDPOINT, alias="HF_ENDPOINT",
+                             description="Hugging Face hub (or mirror) base URL.")
+    hf_token: str = Field("", alias="HF_TOKEN",
+                          description="Token for gated or private weights; blank for none.")
+    hub_probe_timeout_s: float = Field(
+        3.0, alias="HUB_PROBE_TIMEOUT_S", gt=0.0, le=60.0,
+        description="How long the one start-up probe of HF_ENDPOINT may take before the run "
+        "goes offline.",
+    )
+
+    @field_validator("engine_dtype", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("hf_hub_offline", mode="before")
+    @classmethod
+    def _blank_is_false(cls, value: object) -> object:
+        # huggingface_hub treats an empty HF_HUB_OFFLINE as unset; so do we.
+        return False if isinstance(value, str) and not value.strip() else value
+
+    def device(self) -> Literal["cpu", "cuda"]:
+        """ENGINE_DEVICE with auto resolved, the way the Makefile picks the vLLM build."""
+        if self.engine_device != "auto":
+            return self.engine_device
+        return "cuda" if gpu_present() else "cpu"
+
+    def dtype(self, device: str) -> str:
+        return self.engine_dtype or ("float32" if device == "cpu" else "auto")
+
+
+def gpu_present() -> bool:
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        probe = subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
