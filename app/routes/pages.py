@@ -1,4 +1,9 @@
-"""HTML pages served by the app itself: the landing page at `/`."""
+"""HTML pages served by the app itself: the playground at `/`.
+
+The page is `static/playground.html` with a few values filled in here; its script and styles
+load from `/static/`. The demo banner is rendered on the server (so it shows even before the
+script runs) and the script also shows it when `/health` or an audio response says demo.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,7 @@ from starlette.responses import HTMLResponse
 
 from app.state import AppState
 
-DEMO_BANNER = ('<p class="demo"><strong>Demo mode:</strong> this service runs on generated '
-               'weights and makes noise, not speech.</p>')
+PLAYGROUND_PAGE = "playground.html"
 
 
 def _template(name: str) -> Template:
@@ -21,9 +25,12 @@ def _template(name: str) -> Template:
 
 async def landing(request: Request) -> HTMLResponse:
     state: AppState = request.app.state.tts
-    page = _template("index.html").substitute(
-        demo_banner=DEMO_BANNER if state.demo else "",
-        model=html.escape(state.settings.model_name),
-        speakers=html.escape(", ".join(state.settings.speakers)),
+    settings = state.settings
+    page = _template(PLAYGROUND_PAGE).substitute(
+        demo_hidden="" if state.demo else "hidden",
+        model=html.escape(settings.model_name),
+        temperature=f"{settings.default_temperature:g}",
+        playback_speed=f"{settings.default_playback_speed:g}",
+        overlap_speed=f"{settings.default_playback_overlap_speed:g}",
     )
-    return HTMLResponse(page)
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
