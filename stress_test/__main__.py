@@ -1,5 +1,10 @@
 """``python -m stress_test``: run a bounded load test and print the SLO report.
 
+Default: ``POST /v1/audio/speech`` per text. ``--ws``: one seed-004 WebSocket session per
+text (pieces of ``--piece-chars`` every ``--piece-delay-s``; TTFA from the first complete
+sentence sent). ``--sentences``: one conversation per text, one HTTP request per sentence,
+``--pause-s`` apart. ``--requests`` counts texts: requests, sessions or conversations.
+
 The report goes to stdout; progress and logs go to stderr. With ``--output results.json`` the
 config, per-request records and summary are written there, and charts to ``results.png``.
 Exit status is 1 when every request failed, 2 on bad arguments, else 0.
@@ -19,7 +24,15 @@ from pathlib import Path
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from stress_test.load import RESPONSE_FORMATS, LoadConfig, StreamMode, run_load
+from stress_test.load import (
+    RESPONSE_FORMATS,
+    WS_PATH,
+    LoadConfig,
+    LoadMode,
+    StreamMode,
+    planned_requests,
+    run_load,
+)
 from stress_test.report import RequestRecord, Summary, format_report, summarize
 from stress_test.texts import BUILTIN_TEXTS, read_texts
 
@@ -103,11 +116,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, help="write JSON results here and a PNG with the same stem"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for open-loop arrivals")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument(
+        "--ws",
+        action="store_true",
+        help="one seed-004 WebSocket session per text (TTFA from the first complete sentence)",
+    )
+    modes.add_argument(
+        "--sentences",
+        action="store_true",
+        help="one conversation per text: one HTTP request per sentence, --pause-s apart",
+    )
+    parser.add_argument("--ws-path", default=WS_PATH, help="--ws: the WebSocket path")
+    parser.add_argument(
+        "--piece-chars", type=positive_int, default=20,
+        help="--ws: characters per text message (split anywhere, as LLM tokens are)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--piece-delay-s", type=non_negative_float, default=0.05,
+        help="--ws: seconds between text messages",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pause-s", type=non_negative_float, default=0.3,
+        help="--sentences: seconds from one response's end to the next sentence's request",
+    )  # fmt: skip
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> LoadConfig:
     stream_mode: StreamMode = "mix" if args.mix_stream else "on" if args.stream else "off"
+    mode: LoadMode = "ws" if args.ws else "sentences" if args.sentences else "http"
     return LoadConfig(
         url=args.url,
         requests=args.requests,
@@ -122,12 +160,17 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         temperature=args.temperature,
         timeout_s=args.timeout,
         seed=args.seed,
+        mode=mode,
+        piece_chars=args.piece_chars,
+        piece_delay_s=args.piece_delay_s,
+        pause_s=args.pause_s,
+        ws_path=args.ws_path,
     )
 
 
 def run_with_progress(config: LoadConfig, texts: Sequence[str]) -> list[RequestRecord]:
     with (
-        tqdm(total=config.requests, unit="req", file=sys.stderr, mininterval=0.5) as bar,
+        tqdm(total=planned_requests(config, texts), unit="req", file=sys.stderr, mininterval=0.5) as bar,
         logging_redirect_tqdm(),
     ):
         failed = 0
@@ -177,13 +220,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         texts = read_texts(args.texts_file) if args.texts_file else list(BUILTIN_TEXTS)
     except (OSError, ValueError) as exc:
         parser.error(str(exc))
-    config = config_from_args(args)
-    mode = f"open loop at {config.rate} req/s" if config.rate else "closed loop"
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    loop = f"open loop at {config.rate}/s" if config.rate else "closed loop"
+    unit = {"http": "requests", "ws": "WebSocket sessions", "sentences": "conversations"}
     logger.info(
-        "sending %d requests to %s, %s, concurrency %d",
+        "running %d %s against %s, %s, concurrency %d",
         config.requests,
+        unit[config.mode],
         config.url,
-        mode,
+        loop,
         config.concurrency,
     )
 

@@ -1,9 +1,18 @@
-"""Async load generator for ``POST /v1/audio/speech``.
+"""Async load generator for ``POST /v1/audio/speech`` and seed 004's ``/ws/synthesize``.
 
-Closed loop (no rate): ``concurrency`` workers each send their next request as soon as the
-previous one ends. Open loop (a rate): requests arrive as a seeded Poisson process whatever
-the server does; ``concurrency`` caps the requests in flight and a request waiting for a slot
-has that wait counted in its latency. Either way exactly ``requests`` requests are sent.
+Three modes (``LoadConfig.mode``), each one unit of work per text:
+
+- ``http``: one ``POST /v1/audio/speech`` per text.
+- ``ws``: one WebSocket session per text, the text sent in pieces the way an LLM streams
+  tokens (see :mod:`stress_test.ws`).
+- ``sentences``: one conversation per text, split into sentences sent one per HTTP request,
+  ``pause_s`` apart, as voice agents (LiveKit, Pipecat, Home Assistant) do; one record per
+  sentence request, grouped by ``RequestRecord.session``.
+
+Closed loop (no rate): ``concurrency`` workers each start their next unit as soon as the
+previous one ends. Open loop (a rate): units arrive as a seeded Poisson process whatever
+the server does; ``concurrency`` caps the units in flight and a unit waiting for a slot
+has that wait counted in its latency. Either way exactly ``requests`` units are run.
 
 Failures never raise out of :func:`run_load`; each becomes a :class:`RequestRecord` whose
 ``error`` names the kind (see :mod:`stress_test.report`).
@@ -19,14 +28,16 @@ import json
 import logging
 import random
 import struct
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
 
+from app.text import split_sentences
+from stress_test.clock import Clock as _Clock
 from stress_test.report import SAMPLE_RATE, SAMPLE_WIDTH, RequestRecord
+from stress_test.ws import run_session
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +50,22 @@ ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 StreamMode = Literal["on", "off", "mix"]
 StreamFormat = Literal["audio", "sse"]
+LoadMode = Literal["http", "ws", "sentences"]
+WS_PATH = "/ws/synthesize"
 
 _WAV_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")
 
 
 @dataclass(frozen=True)
 class LoadConfig:
-    """One run's parameters. ``rate`` is requests per second (``None``: closed loop);
-    ``timeout_s`` bounds each HTTP exchange, from send to the last body byte."""
+    """One run's parameters. ``rate`` is units (requests, sessions or conversations) per
+    second (``None``: closed loop); ``timeout_s`` bounds each HTTP exchange, from send to the
+    last body byte, and each WebSocket session, from connect to ``complete``.
+
+    ``piece_chars`` and ``piece_delay_s`` shape the text of a ``ws`` session (pieces of that
+    many characters, that many seconds apart); ``pause_s`` is the pause between the sentence
+    requests of a ``sentences`` conversation, from one response's end to the next request.
+    """
 
     url: str
     requests: int
@@ -61,6 +80,11 @@ class LoadConfig:
     temperature: float | None = None
     timeout_s: float = 300.0
     seed: int = 0
+    mode: LoadMode = "http"
+    piece_chars: int = 20
+    piece_delay_s: float = 0.05
+    pause_s: float = 0.3
+    ws_path: str = WS_PATH
 
     def __post_init__(self) -> None:
         if self.requests < 1:
@@ -71,6 +95,13 @@ class LoadConfig:
             raise ValueError("rate must be positive")
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+        if self.piece_chars < 1:
+            raise ValueError("piece_chars must be at least 1")
+        if self.piece_delay_s < 0 or self.pause_s < 0:
+            raise ValueError("piece_delay_s and pause_s must not be negative")
+        if self.mode == "ws" and (self.response_format != "pcm" or self.stream_mode != "on"
+                                  or self.stream_format != "audio"):
+            raise ValueError("a WebSocket session streams raw PCM: keep the format options")
 
     def stream_for(self, index: int) -> bool:
         """Whether request ``index`` streams; ``mix`` alternates, starting with streaming."""
@@ -137,16 +168,6 @@ def _error_detail(body: bytes) -> str:
     except (ValueError, KeyError, TypeError):
         message = body.decode("utf-8", errors="replace")
     return str(message)[:ERROR_DETAIL_CHARS]
-
-
-class _Clock:
-    """Seconds since the run started."""
-
-    def __init__(self) -> None:
-        self._origin = time.perf_counter()
-
-    def __call__(self) -> float:
-        return time.perf_counter() - self._origin
 
 
 class _SseReader:
@@ -288,6 +309,20 @@ def audio_chunks(fmt: str, pieces: list[tuple[float, bytes]]) -> list[tuple[floa
     return chunks
 
 
+def conversation_sentences(text: str) -> list[str]:
+    """The sentences a voice agent would send one by one: the server's own splitter."""
+    return split_sentences(text) or [text]
+
+
+def planned_requests(config: LoadConfig, texts: Sequence[str]) -> int:
+    """How many records a run will return (a conversation returns one per sentence)."""
+    if config.mode != "sentences":
+        return config.requests
+    return sum(
+        len(conversation_sentences(texts[index % len(texts)])) for index in range(config.requests)
+    )
+
+
 async def run_load(
     config: LoadConfig,
     texts: Sequence[str],
@@ -295,14 +330,21 @@ async def run_load(
     on_complete: Callable[[RequestRecord], None] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> list[RequestRecord]:
-    """Send ``config.requests`` requests, cycling through ``texts``; return their records
-    in index order. ``on_complete`` is called once per finished request (a progress bar)."""
+    """Run ``config.requests`` units of ``config.mode``, cycling through ``texts``; return
+    their records in order (by conversation, then sentence, in ``sentences`` mode, indexed
+    afresh). ``on_complete`` is called once per finished record (a progress bar)."""
     if not texts:
         raise ValueError("texts must not be empty")
     limits = httpx.Limits(
         max_connections=config.concurrency, max_keepalive_connections=config.concurrency
     )
     records: list[RequestRecord] = []
+
+    def done(record: RequestRecord) -> None:
+        records.append(record)
+        if on_complete is not None:
+            on_complete(record)
+
     async with httpx.AsyncClient(
         base_url=config.url,
         timeout=httpx.Timeout(config.timeout_s),
@@ -313,16 +355,43 @@ async def run_load(
 
         async def send(index: int, start_s: float) -> None:
             text = texts[index % len(texts)]
-            record = await _send(client, config, clock, index, text, start_s)
-            records.append(record)
-            if on_complete is not None:
-                on_complete(record)
+            if config.mode == "ws":
+                done(await run_session(config, clock, index, text, start_s))
+            elif config.mode == "sentences":
+                await _converse(client, config, clock, index, text, start_s, done)
+            else:
+                done(await _send(client, config, clock, index, text, start_s))
 
         if config.rate is None:
             await _closed_loop(config, clock, send)
         else:
             await _open_loop(config, config.rate, clock, send)
-    return sorted(records, key=lambda record: record.index)
+    if config.mode != "sentences":
+        return sorted(records, key=lambda record: record.index)
+    records.sort(key=lambda record: (record.session, record.start_s))
+    for index, record in enumerate(records):
+        record.index = index
+    return records
+
+
+async def _converse(
+    client: httpx.AsyncClient,
+    config: LoadConfig,
+    clock: _Clock,
+    session: int,
+    text: str,
+    start_s: float,
+    done: Callable[[RequestRecord], None],
+) -> None:
+    """One conversation: its sentences in order, each request ``pause_s`` after the last
+    response ended; a failed sentence does not end the conversation."""
+    for number, sentence in enumerate(conversation_sentences(text)):
+        if number:
+            await asyncio.sleep(config.pause_s)
+            start_s = clock()
+        record = await _send(client, config, clock, session, sentence, start_s)
+        record.session = session
+        done(record)
 
 
 _Send = Callable[[int, float], Awaitable[None]]

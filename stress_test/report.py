@@ -11,7 +11,7 @@ import itertools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -21,6 +21,8 @@ BYTES_PER_SECOND = SAMPLE_RATE * SAMPLE_WIDTH
 
 PERCENTILES = (50, 90, 95, 99)
 RULE = "=========================="
+
+TtfaOrigin = Literal["request", "first_sentence"]
 
 
 @dataclass
@@ -32,7 +34,14 @@ class RequestRecord:
     ``sent_s`` is when it was handed to the HTTP client. ``chunks`` holds one
     ``(arrival_s, audio_bytes)`` pair per body read that carried audio; bytes of a WAV header
     are not audio and are not counted. ``error`` is ``None`` on success, otherwise one of
-    ``http_<status>``, ``timeout``, ``connect_error``, ``transport_error``, ``invalid_body``.
+    ``http_<status>``, ``timeout``, ``connect_error``, ``transport_error``, ``invalid_body``,
+    and for WebSocket sessions ``ws_<close code>`` (``ws_1013``: the server was full) or
+    ``ws_error`` (the server sent a protocol ``error`` message).
+
+    ``first_sentence_s`` is set for a WebSocket session: when the text piece that completed
+    the first sentence was sent (or ``end_of_stream``, for text that never ends a sentence);
+    TTFA counts from there, since no server can speak a sentence before it has it.
+    ``session`` groups the requests of one conversation in sentence-per-request mode.
     """
 
     index: int
@@ -46,6 +55,8 @@ class RequestRecord:
     chunks: list[tuple[float, int]] = field(default_factory=list)
     error: str | None = None
     error_detail: str | None = None
+    first_sentence_s: float | None = None
+    session: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -65,10 +76,12 @@ class RequestRecord:
 
     @property
     def ttfa_s(self) -> float | None:
-        """Seconds from ``start_s`` to the first audio byte; ``None`` if none arrived."""
+        """Seconds to the first audio byte from ``first_sentence_s`` when set, else from
+        ``start_s``; ``None`` if no audio arrived."""
         if not self.chunks:
             return None
-        return self.chunks[0][0] - self.start_s
+        origin = self.start_s if self.first_sentence_s is None else self.first_sentence_s
+        return self.chunks[0][0] - origin
 
     @property
     def rtf(self) -> float | None:
@@ -128,7 +141,13 @@ class Distribution:
 @dataclass(frozen=True)
 class Summary:
     """Aggregate numbers for one run. Latency, RTF, TTFA, audio and stalls use successful
-    requests only; ``wall_s`` spans the earliest start to the latest end of all requests."""
+    requests only; ``wall_s`` spans the earliest start to the latest end of all requests.
+
+    ``ttfa_from`` says where TTFA is counted from: ``"request"`` (the request was due) or
+    ``"first_sentence"`` (WebSocket sessions: the first complete sentence was sent).
+    ``conversations`` and ``first_reply_ttfa_s`` (TTFA of each conversation's first
+    successful request) are set in sentence-per-request mode only.
+    """
 
     total_requests: int
     successful: int
@@ -147,6 +166,9 @@ class Summary:
     total_stalls: int
     total_stall_s: float
     max_gap_s: float | None
+    ttfa_from: TtfaOrigin = "request"
+    conversations: int | None = None
+    first_reply_ttfa_s: Distribution | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,6 +220,15 @@ def summarize(records: Sequence[RequestRecord]) -> Summary:
     def per_second(amount: float) -> float:
         return amount / wall_s if wall_s > 0 else 0.0
 
+    ttfa_from: TtfaOrigin = (
+        "first_sentence" if any(r.first_sentence_s is not None for r in records) else "request"
+    )
+    sessions = sorted({record.session for record in records if record.session is not None})
+    first_replies: dict[int, float] = {}  # session -> TTFA of its first successful request
+    for record in sorted(ok, key=lambda record: record.start_s):
+        if record.session is not None and record.ttfa_s is not None:
+            first_replies.setdefault(record.session, record.ttfa_s)
+
     return Summary(
         total_requests=len(records),
         successful=len(ok),
@@ -216,6 +247,9 @@ def summarize(records: Sequence[RequestRecord]) -> Summary:
         total_stalls=sum(len(request_stalls) for request_stalls in stalls),
         total_stall_s=float(sum(sum(request_stalls) for request_stalls in stalls)),
         max_gap_s=max(gaps) if gaps else None,
+        ttfa_from=ttfa_from,
+        conversations=len(sessions) if sessions else None,
+        first_reply_ttfa_s=Distribution.of(list(first_replies.values())),
     )
 
 
@@ -271,6 +305,22 @@ def format_report(summary: Summary) -> str:
             f"P95 TTFA: {ttfa.p95:.3f}s",
             f"P99 TTFA: {ttfa.p99:.3f}s",
         ]
+    if summary.ttfa_from == "first_sentence":
+        lines.append("TTFA From: end of the first complete sentence sent (WebSocket)")
+
+    if summary.conversations is not None:
+        lines += [
+            "",
+            "=== CONVERSATIONS (ONE SENTENCE PER REQUEST) ===",
+            f"Conversations: {summary.conversations}",
+            f"Sentence Requests: {summary.total_requests}",
+        ]
+        first = summary.first_reply_ttfa_s
+        if first is not None:
+            lines += [
+                f"P50 First-Reply TTFA: {first.p50:.3f}s",
+                f"P95 First-Reply TTFA: {first.p95:.3f}s",
+            ]
 
     lines += [
         "",
