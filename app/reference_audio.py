@@ -74,7 +74,10 @@ def _decode(file: IO[bytes], demuxer: str, max_s: float, param: str) -> tuple[np
         if not container.streams.audio:
             raise _invalid("has no audio track", param, "invalid_audio")
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="fltp")  # same layout and rate, planar float
+        # Packed, not planar: PyAV's to_ndarray of a planar frame with 8 or more channels
+        # reads past its plane pointers and crashes the process (PyAV 18.1; a WAV header's
+        # channel count is all it takes). A packed frame is one plane whatever the channels.
+        resampler = av.AudioResampler(format="flt")  # same layout and rate, packed float
         chunks: list[np.ndarray] = []
         rate = 0
         total = 0
@@ -82,13 +85,19 @@ def _decode(file: IO[bytes], demuxer: str, max_s: float, param: str) -> tuple[np
             for frame in container.decode(stream):
                 rate = rate or frame.sample_rate
                 for converted in resampler.resample(frame):
-                    planar = converted.to_ndarray()  # (channels, samples)
-                    chunks.append(planar.mean(axis=0, dtype=np.float32))
-                    total += planar.shape[1]
+                    channels = converted.layout.nb_channels
+                    packed = converted.to_ndarray().reshape(-1, channels)  # (samples, channels)
+                    chunks.append(packed.mean(axis=1, dtype=np.float32))
+                    total += packed.shape[0]
                 if total > max_s * rate:
                     break
         except av.FFmpegError:
             raise _invalid("is corrupt: its audio could not be decoded", param,
+                           "invalid_audio") from None
+        except ValueError:
+            # PyAV's resampler refuses a frame whose rate or layout differs from the first
+            # one's (a damaged or spliced MP3 can switch from mono to stereo mid-stream).
+            raise _invalid("is corrupt: its sample rate or channels change mid-stream", param,
                            "invalid_audio") from None
     if not chunks:
         raise _invalid("contains no audio samples", param, "audio_too_short")
