@@ -1,6 +1,6 @@
-"""Voice cloning: an uploaded reference clip -> SNAC frames, and the clone's transcript.
+"""Voice cloning: an uploaded reference clip -> codec frames, and the clone's transcript.
 
-Decoding and resampling run in a worker thread; the SNAC encode runs on the codec thread
+Decoding and resampling run in a worker thread; the codec's encode runs on the codec thread
 (the model is not thread-safe, and on a GPU it must not race the decoder). A few slots
 bound how many clips are decoded and encoded at once; past that the request gets 503.
 
@@ -20,7 +20,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from app.codec.layout import CODEBOOK_SIZE, TOKENS_PER_FRAME
 from app.codec.worker import CodecWorker
 from app.errors import InvalidRequest, Overloaded, Unsupported
 from app.reference_audio import ReferenceLimits, decode_reference
@@ -44,7 +43,7 @@ def encode_slices(total_frames: int) -> list[tuple[int, int, int, int]]:
 
 
 class ReferenceEncoder:
-    """Turns uploaded reference clips into (T, 7) SNAC frames."""
+    """Turns uploaded reference clips into (T, codes_per_frame) frames of the loaded codec."""
 
     def __init__(
         self, worker: CodecWorker, limits: ReferenceLimits, *, sample_rate: int,
@@ -71,7 +70,7 @@ class ReferenceEncoder:
         return cleaned
 
     async def encode(self, upload: UploadedFile, *, param: str) -> np.ndarray:
-        """Decode, check and SNAC-encode an upload -> (T, 7) int64 frames."""
+        """Decode, check and encode an upload -> (T, codes_per_frame) int64 frames."""
         encode = self._encode
         if encode is None:
             raise Unsupported("this server's codec cannot encode reference audio", param=param)
@@ -92,16 +91,18 @@ class ReferenceEncoder:
     async def _encode_sliced(
         self, encode: Callable[[np.ndarray], np.ndarray], audio: np.ndarray
     ) -> np.ndarray:
-        """(N,) audio -> (ceil(N / samples_per_frame), 7) frames, one codec job per slice."""
-        per_frame = self.worker.codec.info.samples_per_frame
+        """(N,) audio -> (ceil(N / samples_per_frame), codes_per_frame) frames, one codec job
+        per slice."""
+        layout = self.worker.codec.info.layout
+        per_frame = layout.samples_per_frame
         total = -(-audio.size // per_frame)
         kept = []
         for lo, start, end, hi in encode_slices(total):
             piece = audio[lo * per_frame:hi * per_frame]
             frames = np.asarray(await self.worker.run(lambda piece=piece: encode(piece)),
-                                dtype=np.int64)  # (hi - lo, 7)
-            if frames.shape != (hi - lo, TOKENS_PER_FRAME) or frames.min() < 0 or \
-                    frames.max() >= CODEBOOK_SIZE:
+                                dtype=np.int64)  # (hi - lo, codes_per_frame)
+            if frames.shape != (hi - lo, layout.codes_per_frame) or frames.min() < 0 or \
+                    frames.max() >= layout.codebook_size:
                 raise RuntimeError(f"codec encode returned frames of shape {frames.shape}")
             kept.append(frames[start - lo:end - lo])
         return np.concatenate(kept)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from app.codec.layout import CODEBOOK_SIZE, TOKENS_PER_FRAME, TokenLayout
+from app.codec.info import NOMINAL_LAYOUTS, CodecLayout, CodecName
+from app.codec.layout import TokenLayout
 from app.errors import EngineUnavailable
 
 logger = logging.getLogger(__name__)
@@ -20,22 +21,48 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelProfile:
-    """Prompt wrapping and audio-token vocabulary of one family of speech LMs."""
+    """Prompt wrapping and audio-token vocabulary of one family of speech LMs.
+
+    The profile names its codec; the codec's nominal layout says how many audio tokens there
+    are (frame positions x codebook size), and the loaded codec is checked against it.
+    """
 
     name: str
+    codec: CodecName
     prompt_template: str  # "{voice}" and "{text}" are substituted
-    first_audio_token: str  # the token for frame position 0, code 0
-    last_audio_token: str  # the token for frame position 6, code 4095
+    # One audio token as text: "{position}" (in the frame), "{code}", "{index}"
+    # (audio_token_index_base + position * codebook_size + code).
+    audio_token_format: str
     stop_tokens: tuple[str, ...]
     add_special_tokens: bool  # let the engine's tokenizer add BOS?
     special_token_pattern: str  # user text matching this is removed before prompting
     # Zero-shot voice cloning: "{ref_text}", "{ref_audio}" (audio tokens as text), "{text}".
     clone_template: str = ""
-    audio_token_format: str = ""  # "{position}", "{code}", "{index}" (base + position*4096 + code)
     audio_token_index_base: int = 0
+    # A token that must be a single id for this profile to match (tells a demo model apart
+    # from the real model whose vocabulary it copies).
+    marker_token: str = ""
     is_demo: bool = False
-    # Demo models never decide to stop by themselves; cap their speech by input length.
+    # Cap on generated speech from the input's length: demo models that never stop, and real
+    # models that over-generate when cloning.
     max_frames_per_input_char: float | None = None
+
+    @property
+    def codec_layout(self) -> CodecLayout:
+        return NOMINAL_LAYOUTS[self.codec]
+
+    def audio_token(self, position: int, code: int) -> str:
+        index = self.audio_token_index_base + position * self.codec_layout.codebook_size + code
+        return self.audio_token_format.format(position=position, code=code, index=index)
+
+    @property
+    def first_audio_token(self) -> str:
+        return self.audio_token(0, 0)
+
+    @property
+    def last_audio_token(self) -> str:
+        layout = self.codec_layout
+        return self.audio_token(layout.codes_per_frame - 1, layout.codebook_size - 1)
 
     def build_prompt(self, voice: str, text: str) -> str:
         return self.prompt_template.replace("{voice}", voice).replace("{text}", self.clean(text))
@@ -45,12 +72,8 @@ class ModelProfile:
         return re.sub(self.special_token_pattern, "", text)
 
     def audio_tokens_text(self, frames: Sequence[Sequence[int]]) -> str:
-        """(T, 7) frame codes -> the audio tokens as prompt text."""
-        fmt, base = self.audio_token_format, self.audio_token_index_base
-        return "".join(
-            fmt.format(position=p, code=int(c), index=base + p * CODEBOOK_SIZE + int(c))
-            for frame in frames for p, c in enumerate(frame)
-        )
+        """(T, codes_per_frame) frame codes -> the audio tokens as prompt text."""
+        return "".join(self.audio_token(p, int(c)) for frame in frames for p, c in enumerate(frame))
 
     def build_clone_prompt(
         self, reference_text: str, reference_frames: Sequence[Sequence[int]], text: str
@@ -70,12 +93,11 @@ class Tokenizer(Protocol):
 # <start_of_speech>; audio tokens are <custom_token_{10 + position*4096 + code}>.
 ORPHEUS = ModelProfile(
     name="orpheus",
+    codec="snac",
     prompt_template=(
         "<custom_token_3><|begin_of_text|>{voice}: {text}<|eot_id|>"
         "<custom_token_4><custom_token_5><custom_token_1>"
     ),
-    first_audio_token="<custom_token_10>",
-    last_audio_token=f"<custom_token_{10 + TOKENS_PER_FRAME * CODEBOOK_SIZE - 1}>",
     stop_tokens=("<custom_token_2>", "<|eot_id|>"),
     add_special_tokens=False,
     special_token_pattern=r"<custom_token_\d+>|<\|[a-z_]+\|>",
@@ -94,9 +116,8 @@ ORPHEUS = ModelProfile(
 # The generated demo model (demo_model/): noise, not speech.
 DEMO = ModelProfile(
     name="demo",
+    codec="snac",
     prompt_template="<|im_start|>{voice}: {text}<|im_end|><|speech_start|>",
-    first_audio_token="<|snac_0_0|>",
-    last_audio_token=f"<|snac_{TOKENS_PER_FRAME - 1}_{CODEBOOK_SIZE - 1}|>",
     stop_tokens=("<|speech_end|>", "<|im_end|>"),
     add_special_tokens=False,
     special_token_pattern=r"<\|[a-z_0-9]+\|>",
@@ -109,7 +130,31 @@ DEMO = ModelProfile(
     max_frames_per_input_char=1.0,
 )
 
-PROFILES: dict[str, ModelProfile] = {p.name: p for p in (ORPHEUS, DEMO)}
+# Scicom-intl/Multilingual-TTS-1.7B-Base: Qwen3 with ordinary added tokens <|speech_start|> and
+# <|s_0|>..<|s_65535|>, one per NeuCodec code (50 per second); ends with <|im_end|>. The
+# reference turn of a cloning prompt has no speaker tag. Cloning over-generates (a median 3.27x
+# the source length is reported), so speech is capped at 12.5 frames (0.25 s) per input
+# character, about 3x a normal speaking rate.
+SCICOM = ModelProfile(
+    name="scicom",
+    codec="neucodec",
+    prompt_template="<|im_start|>{voice}: {text}<|speech_start|>",
+    audio_token_format="<|s_{code}|>",
+    stop_tokens=("<|im_end|>",),
+    add_special_tokens=False,
+    special_token_pattern=r"<\|[a-z_0-9]+\|>",
+    clone_template=(
+        "<|im_start|>{ref_text}<|speech_start|>{ref_audio}<|im_end|>"
+        "<|im_start|>{text}<|speech_start|>"
+    ),
+    max_frames_per_input_char=12.5,
+)
+# The generated NeuCodec demo model (demo_model/neucodec.py): Scicom's prompts and tokens, plus
+# a marker token; it stops by itself after about 4 tokens per prompt byte. Noise, not speech.
+SCICOM_DEMO = replace(SCICOM, name="scicom-demo", marker_token="<|tts_demo|>", is_demo=True)
+
+# The one list of profiles; `auto` tries them in this order (a demo before the model it copies).
+PROFILES: dict[str, ModelProfile] = {p.name: p for p in (ORPHEUS, DEMO, SCICOM_DEMO, SCICOM)}
 
 
 @dataclass(frozen=True)
@@ -118,17 +163,31 @@ class ResolvedProfile:
     layout: TokenLayout
 
 
+# Besides the first and last audio token, these fractions of the range are checked to be
+# single tokens at the expected ids (a vocabulary that is not contiguous would misread codes).
+_PROBES = (0.25, 0.5, 0.75)
+
+
 async def _single_id(tokenizer: Tokenizer, token: str) -> int | None:
     ids = await tokenizer.tokenize(token)
     return ids[0] if len(ids) == 1 else None
 
 
 async def _resolve(tokenizer: Tokenizer, profile: ModelProfile) -> ResolvedProfile | None:
+    if profile.marker_token and await _single_id(tokenizer, profile.marker_token) is None:
+        return None
     first = await _single_id(tokenizer, profile.first_audio_token)
     last = await _single_id(tokenizer, profile.last_audio_token)
     if first is None or last is None:
         return None
-    if last - first != TOKENS_PER_FRAME * CODEBOOK_SIZE - 1:
+    codec = profile.codec_layout
+    count = codec.codes_per_frame * codec.codebook_size
+    contiguous = last - first == count - 1
+    for fraction in _PROBES if contiguous else ():
+        offset = int(count * fraction)
+        probe = await _single_id(tokenizer, profile.audio_token(*divmod(offset, codec.codebook_size)))
+        contiguous = contiguous and probe == first + offset
+    if not contiguous:
         logger.warning(
             "profile %s: audio tokens are not contiguous (%s..%s)", profile.name, first, last
         )
@@ -140,7 +199,7 @@ async def _resolve(tokenizer: Tokenizer, profile: ModelProfile) -> ResolvedProfi
             stop_ids.append(token_id)
     if not stop_ids:
         return None
-    return ResolvedProfile(profile, TokenLayout(first, frozenset(stop_ids)))
+    return ResolvedProfile(profile, TokenLayout.for_codec(codec, first, frozenset(stop_ids)))
 
 
 async def resolve_profile(tokenizer: Tokenizer, name: str) -> ResolvedProfile:
@@ -159,3 +218,18 @@ async def resolve_profile(tokenizer: Tokenizer, name: str) -> ResolvedProfile:
     raise EngineUnavailable(
         f"the served model's tokenizer matches no model profile (tried {tried})"
     )
+
+
+def choose_codec(setting: str, profile: ModelProfile) -> CodecName:
+    """CODEC (`auto` = the profile's codec) -> the codec to load; a mismatch is a config error."""
+    if setting in ("auto", profile.codec):
+        return profile.codec
+    raise ValueError(f"CODEC={setting} but the served model (profile {profile.name}) writes "
+                     f"{profile.codec} codes; set CODEC=auto or {profile.codec}")
+
+
+def check_codec(profile: ResolvedProfile, loaded: CodecLayout) -> None:
+    """The loaded codec must read the frames the profile's vocabulary encodes."""
+    if not loaded.same_tokens(profile.profile.codec_layout):
+        raise ValueError(f"the loaded codec's layout {loaded} does not match profile "
+                         f"{profile.profile.name}'s {profile.profile.codec_layout}")

@@ -40,9 +40,10 @@ class ChunkPlan:
         overlap_s: float,
         first_chunk_frames: int,
         min_context_frames: int,
-        sample_rate: int = 24000,
-        samples_per_frame: int = 2048,
+        sample_rate: int,
+        samples_per_frame: int,
     ) -> ChunkPlan:
+        """Seconds -> frames of the codec in use (its `CodecLayout` gives both rates)."""
         chunk = max(1, round(playback_speed_s * sample_rate / samples_per_frame))
         first = min(first_chunk_frames, chunk)
         half = round(overlap_s * sample_rate) // 2

@@ -1,4 +1,8 @@
-"""Custom voices: a reference transcript and its SNAC frames, encoded once and kept.
+"""Custom voices: a reference transcript and its codec frames, encoded once and kept.
+
+Each voice records the codec layout its frames belong to (codec, codes per frame, codebook
+size, frame length); frames only mean something to that codec. Schema 1 had no layout: its
+rows were all SNAC, and opening such a file adds the columns with SNAC's layout as default.
 
 `VoiceStore` is what the service needs; `SqliteVoiceStore` is the default implementation
 (one file, WAL, blocking calls run in a thread so the event loop never waits on disk).
@@ -14,17 +18,17 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from app.codec.layout import TOKENS_PER_FRAME
+from app.codec.info import SNAC_24KHZ, CodecLayout
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS voices (
     id TEXT PRIMARY KEY,
@@ -36,8 +40,20 @@ CREATE TABLE IF NOT EXISTS voices (
     consent TEXT
 )
 """
-# SNAC codes are 0..4095: two bytes each, little-endian, frame after frame.
+# Schema 2: the frames' layout. Rows written by schema 1 were SNAC's (the defaults).
+_LAYOUT_COLUMNS = (
+    ("layout_codec", "TEXT", f"'{SNAC_24KHZ.codec}'"),
+    ("codes_per_frame", "INTEGER", str(SNAC_24KHZ.codes_per_frame)),
+    ("codebook_size", "INTEGER", str(SNAC_24KHZ.codebook_size)),
+    ("samples_per_frame", "INTEGER", str(SNAC_24KHZ.samples_per_frame)),
+    ("sample_rate", "INTEGER", str(SNAC_24KHZ.sample_rate)),
+)
+_COLUMNS = ("id, name, created_at, reference_text, frames, codec, consent, layout_codec, "
+            "codes_per_frame, codebook_size, samples_per_frame, sample_rate")
+# Codes are two bytes each, little-endian, frame after frame: SNAC's 0..4095 and NeuCodec's
+# 0..65535 both fit.
 _FRAME_DTYPE = np.dtype("<u2")
+_MAX_CODEBOOK = 1 << 16
 
 
 class VoiceStoreError(RuntimeError):
@@ -55,20 +71,21 @@ class VoiceInfo:
 
 @dataclass(frozen=True)
 class CustomVoice:
-    """A stored voice. `frames` is (T, 7) SNAC codes; `codec` names the weights that
-    produced them (frames only mean something to the same codec)."""
+    """A stored voice. `frames` is (T, layout.codes_per_frame) codes of the codec `layout`
+    names; `codec` names the weights that produced them."""
 
     info: VoiceInfo
     reference_text: str
     frames: np.ndarray
     codec: str
     consent: str | None = None
+    layout: CodecLayout = field(kw_only=True)
 
     @classmethod
     def new(cls, name: str, reference_text: str, frames: np.ndarray, codec: str,
-            consent: str | None = None) -> CustomVoice:
+            consent: str | None = None, *, layout: CodecLayout) -> CustomVoice:
         info = VoiceInfo(id=f"voice_{uuid.uuid4().hex}", name=name, created_at=int(time.time()))
-        return cls(info, reference_text, frames, codec, consent)
+        return cls(info, reference_text, frames, codec, consent, layout=layout)
 
 
 class VoiceStore(Protocol):
@@ -83,14 +100,19 @@ class VoiceStore(Protocol):
     async def close(self) -> None: ...
 
 
-def frames_to_blob(frames: np.ndarray) -> bytes:
-    if frames.ndim != 2 or frames.shape[1] != TOKENS_PER_FRAME:
-        raise ValueError(f"frames must be (T, {TOKENS_PER_FRAME}), got {frames.shape}")
+def frames_to_blob(frames: np.ndarray, layout: CodecLayout) -> bytes:
+    width = layout.codes_per_frame
+    if frames.ndim != 2 or frames.shape[1] != width:
+        raise ValueError(f"frames must be (T, {width}), got {frames.shape}")
+    if layout.codebook_size > _MAX_CODEBOOK or frames.size and (
+            frames.min() < 0 or frames.max() >= layout.codebook_size):
+        raise ValueError(f"codes must lie in 0..{layout.codebook_size - 1}")
     return np.ascontiguousarray(frames, dtype=_FRAME_DTYPE).tobytes()
 
 
-def blob_to_frames(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype=_FRAME_DTYPE).astype(np.int64).reshape(-1, TOKENS_PER_FRAME)
+def blob_to_frames(blob: bytes, layout: CodecLayout) -> np.ndarray:
+    codes = np.frombuffer(blob, dtype=_FRAME_DTYPE).astype(np.int64)
+    return codes.reshape(-1, layout.codes_per_frame)
 
 
 class SqliteVoiceStore:
@@ -120,8 +142,15 @@ class SqliteVoiceStore:
                 raise VoiceStoreError(
                     f"the voice store at {path} has schema {version}, newer than this "
                     f"service's {SCHEMA_VERSION}")
+            db.execute("BEGIN IMMEDIATE")
             db.execute(_SCHEMA)
+            present = {row[1] for row in db.execute("PRAGMA table_info(voices)")}
+            for column, kind, default in _LAYOUT_COLUMNS:
+                if column not in present:
+                    db.execute(f"ALTER TABLE voices ADD COLUMN {column} {kind} NOT NULL "
+                               f"DEFAULT {default}")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
         except sqlite3.Error as exc:
             db.close()
             raise VoiceStoreError(f"cannot open the voice store at {path}: {exc}") from exc
@@ -141,22 +170,22 @@ class SqliteVoiceStore:
         return rows
 
     async def add(self, voice: CustomVoice) -> None:
-        info = voice.info
+        info, layout = voice.info, voice.layout
         await self._call(
-            "INSERT INTO voices (id, name, created_at, reference_text, frames, codec, consent)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO voices ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (info.id, info.name, info.created_at, voice.reference_text,
-             frames_to_blob(voice.frames), voice.codec, voice.consent))
+             frames_to_blob(voice.frames, layout), voice.codec, voice.consent, layout.codec,
+             layout.codes_per_frame, layout.codebook_size, layout.samples_per_frame,
+             layout.sample_rate))
 
     async def get(self, voice_id: str) -> CustomVoice | None:
-        rows = await self._call(
-            "SELECT id, name, created_at, reference_text, frames, codec, consent"
-            " FROM voices WHERE id = ?", (voice_id,))
+        rows = await self._call(f"SELECT {_COLUMNS} FROM voices WHERE id = ?", (voice_id,))
         if not rows:
             return None
-        id_, name, created_at, text, blob, codec, consent = rows[0]
-        return CustomVoice(VoiceInfo(id_, name, created_at), text, blob_to_frames(blob), codec,
-                           consent)
+        id_, name, created_at, text, blob, codec, consent, *shape = rows[0]
+        layout = CodecLayout(*shape)
+        return CustomVoice(VoiceInfo(id_, name, created_at), text, blob_to_frames(blob, layout),
+                           codec, consent, layout=layout)
 
     async def list(self) -> list[VoiceInfo]:
         rows = await self._call("SELECT id, name, created_at FROM voices"

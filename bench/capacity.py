@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from app.codec.info import SNAC_24KHZ
 from app.streaming import ChunkPlan
 from bench.common import load_average
 from bench.paced_engine import HOLD_MARKER
@@ -29,10 +30,11 @@ from bench.playback import (
 from bench.processes import Probe, Server, cpu_seconds, memory_kib
 from stress_test.report import Distribution, RequestRecord
 
-SAMPLE_RATE = 24000
-SAMPLES_PER_FRAME = 2048
+SAMPLE_RATE = SNAC_24KHZ.sample_rate  # the demo stack this bench drives is SNAC's
+SAMPLES_PER_FRAME = SNAC_24KHZ.samples_per_frame
 PROXY_PLAN = ChunkPlan.from_seconds(playback_speed_s=1.5, overlap_s=0.2, first_chunk_frames=3,
-                                    min_context_frames=1)  # the proxy's defaults
+                                    min_context_frames=1, sample_rate=SNAC_24KHZ.sample_rate,
+                                    samples_per_frame=SAMPLES_PER_FRAME)  # the proxy's defaults
 SPEECH_PATH = "/v1/audio/speech"
 TEXT = ("The quick brown fox jumps over the lazy dog while the benchmark keeps on talking "
         "about nothing in particular, sentence after sentence. ")

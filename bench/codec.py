@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from app.codec.info import SNAC_24KHZ
 from app.streaming import ChunkPlan
 from bench.common import format_table, load_average, machine_info, write_json
 from bench.playback import schedule_windows
@@ -46,8 +47,8 @@ from bench.streamers import (
     scicom_steps,
 )
 
-SAMPLE_RATE = 24000
-SAMPLES_PER_FRAME = 2048
+SAMPLE_RATE = SNAC_24KHZ.sample_rate  # this bench measures SNAC
+SAMPLES_PER_FRAME = SNAC_24KHZ.samples_per_frame
 FIRST_CHUNK_FRAMES = 3  # the proxy's defaults (FIRST_CHUNK_FRAMES, MIN_CONTEXT_FRAMES)
 MIN_CONTEXT_FRAMES = 1
 REALTIME_TOKENS_PER_S = 83.0
@@ -85,7 +86,9 @@ class Case:
 def plan_of(speed_s: float, overlap_s: float) -> ChunkPlan:
     return ChunkPlan.from_seconds(playback_speed_s=speed_s, overlap_s=overlap_s,
                                   first_chunk_frames=FIRST_CHUNK_FRAMES,
-                                  min_context_frames=MIN_CONTEXT_FRAMES)
+                                  min_context_frames=MIN_CONTEXT_FRAMES,
+                                  sample_rate=SNAC_24KHZ.sample_rate,
+                                  samples_per_frame=SAMPLES_PER_FRAME)
 
 
 def build_cases() -> list[Case]:
@@ -296,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info()
     info.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
                 device=args.device)
-    frames = np.random.default_rng(args.seed).integers(0, 4096, (frames_n, 7))  # (T, 7)
+    frames = np.random.default_rng(args.seed).integers(0, SNAC_24KHZ.codebook_size, (frames_n, SNAC_24KHZ.codes_per_frame))  # (T, 7)
     print(f"loading codecs on {args.device} (load average {info['load_average_at_start']})",
           file=sys.stderr)
     codecs = load_codecs(args.device)

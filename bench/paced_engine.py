@@ -33,9 +33,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from app.codec.info import SNAC_24KHZ
+
 BASE = 300  # the demo layout: <|snac_P_C|> = BASE + P * 4096 + C (as tests/fake_engine.py)
-CODEBOOK_SIZE = 4096
-TOKENS_PER_FRAME = 7
+CODEBOOK_SIZE = SNAC_24KHZ.codebook_size
+TOKENS_PER_FRAME = SNAC_24KHZ.codes_per_frame
 SPEECH_END = BASE + TOKENS_PER_FRAME * CODEBOOK_SIZE
 IM_END = SPEECH_END + 1
 MODEL_ID = "TTS-model"

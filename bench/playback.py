@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from app.codec.info import SNAC_24KHZ
 from app.streaming import ChunkPlan, ChunkPlanner, Stitcher, Window
-from app.synthesis import URGENCY_MARGIN_S
+from app.streams import URGENCY_MARGIN_S
 from stress_test.report import BYTES_PER_SECOND, SAMPLE_RATE, find_stalls
 
-TOKENS_PER_FRAME = 7
+TOKENS_PER_FRAME = SNAC_24KHZ.codes_per_frame
 
 __all__ = ["Scheduled", "find_stalls", "first_chunk_frames_needed", "plan_only_chunks",
            "prebuffer_needed_s", "schedule_windows"]

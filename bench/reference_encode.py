@@ -59,7 +59,7 @@ def main() -> None:
             jobs = []
             for lo, _, _, hi in encode_slices(frames.shape[0]):
                 job_started = time.perf_counter()
-                codec.encode(audio[lo * 2048:hi * 2048])
+                codec.encode(audio[lo * codec.info.samples_per_frame:hi * codec.info.samples_per_frame])
                 jobs.append(time.perf_counter() - job_started)
             sliced_s.append(sum(jobs))
             longest_s.append(max(jobs))

@@ -52,6 +52,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,21 +208,24 @@ def build_demo_model(out_dir: Path, seed: int = 0) -> Path:
 
 
 def ensure_demo_model(cache_dir: Path) -> Path:
-    """Return `cache_dir/<versioned name>`, building the model there first if it is missing.
+    """Return `cache_dir/<versioned name>`, building the model there first if it is missing."""
+    return ensure_built(cache_dir, DEMO_MODEL_NAME, build_demo_model)
+
+
+def ensure_built(cache_dir: Path, name: str, build: Callable[[Path], Path]) -> Path:
+    """Return `cache_dir/name`, running `build` into it first if it is missing.
 
     The model is built in a private temporary directory inside `cache_dir` and renamed into place
     in one step, so an interrupted or concurrent build never leaves a half-written model behind.
     """
-    final_dir = cache_dir / DEMO_MODEL_NAME
+    final_dir = cache_dir / name
     if final_dir.is_dir():
         return final_dir
     cache_dir.mkdir(parents=True, exist_ok=True)
-    staging_dir = Path(
-        tempfile.mkdtemp(prefix=f".{DEMO_MODEL_NAME}.", suffix=".partial", dir=cache_dir)
-    )
+    staging_dir = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=cache_dir))
     try:
-        logger.info("building demo model %s in %s", DEMO_MODEL_NAME, cache_dir)
-        build_demo_model(staging_dir)
+        logger.info("building demo model %s in %s", name, cache_dir)
+        build(staging_dir)
         staging_dir.chmod(0o755)  # mkdtemp makes it owner-only
         try:
             os.rename(staging_dir, final_dir)

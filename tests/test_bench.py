@@ -40,7 +40,8 @@ SPF = 2048
 
 def plan(speed: float = 1.5, overlap: float = 0.2) -> ChunkPlan:
     return ChunkPlan.from_seconds(playback_speed_s=speed, overlap_s=overlap,
-                                  first_chunk_frames=3, min_context_frames=1)
+                                  first_chunk_frames=3, min_context_frames=1,
+                                  sample_rate=24000, samples_per_frame=SPF)
 
 
 def frame_audio(frames: np.ndarray) -> np.ndarray:

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from app.codec.info import NEUCODEC, SNAC_24KHZ
 from app.codec.layout import FrameAssembler, TokenLayout, codes_to_frames, frames_to_codes
 
-LAYOUT = TokenLayout(audio_base_id=1000, stop_ids=frozenset({7, 8}))
+LAYOUT = TokenLayout.for_codec(SNAC_24KHZ, audio_base_id=1000, stop_ids=frozenset({7, 8}))
 
 
 def tokens_for(frames: list[list[int]]) -> list[int]:
@@ -53,3 +54,11 @@ def test_frames_to_codes_matches_orpheus_layout_and_round_trips():
     assert l0.shape == (2, 3) and l1.shape == (2, 6) and l2.shape == (2, 12)
     assert list(l1[0, :2]) == [1, 4] and list(l2[0, :4]) == [2, 3, 5, 6]
     assert np.array_equal(codes_to_frames(l0, l1, l2), frames)
+
+
+def test_token_layout_for_neucodec_makes_every_audio_token_a_frame():
+    layout = TokenLayout.for_codec(NEUCODEC, audio_base_id=151_700, stop_ids=frozenset({5}))
+    assert layout.audio_end_id == 151_700 + 65_536
+    assembler = FrameAssembler(layout)
+    assert assembler.push([151_700, 151_700 + 65_535, 5, 42]) == [[0], [65_535]]
+    assert (assembler.stats.frames, assembler.stats.misplaced, assembler.stats.non_audio) == (2, 0, 1)

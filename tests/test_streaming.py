@@ -10,7 +10,8 @@ SPF = 2048
 
 def plan(speed: float = 1.5, overlap: float = 0.2, first: int = 3, ctx: int = 1) -> ChunkPlan:
     return ChunkPlan.from_seconds(playback_speed_s=speed, overlap_s=overlap,
-                                  first_chunk_frames=first, min_context_frames=ctx)
+                                  first_chunk_frames=first, min_context_frames=ctx,
+                                  sample_rate=24000, samples_per_frame=2048)
 
 
 def drive(p: ChunkPlan, total: int, decode, arrive_step: int = 1) -> tuple[list[Window], list]:
@@ -98,7 +99,7 @@ def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
 def test_streamed_snac_matches_offline_decode(snac_no_noise, speed, overlap, min_snr):
     frames = np.random.default_rng(2).integers(0, 4096, (60, 7))
     offline = snac_no_noise.decode_frames(frames[None])[0]
-    windows, chunks = drive(
+    _windows, chunks = drive(
         plan(speed, overlap), 60,
         lambda w: snac_no_noise.decode_frames(frames[None, w.window_start:w.window_end])[0])
     streamed = np.concatenate(chunks)

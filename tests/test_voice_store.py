@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.codec.info import NEUCODEC, SNAC_24KHZ
 from app.voice_store import (
     CustomVoice,
     SqliteVoiceStore,
@@ -25,7 +26,8 @@ def frames(steps: int, seed: int = 0) -> np.ndarray:
 
 
 def voice(name: str = "v", steps: int = 5) -> CustomVoice:
-    return CustomVoice.new(name, "reference words", frames(steps), "random", "cons_1")
+    return CustomVoice.new(name, "reference words", frames(steps), "random", "cons_1",
+                           layout=SNAC_24KHZ)
 
 
 async def test_store_round_trip_and_delete(tmp_path):
@@ -80,11 +82,49 @@ async def test_two_stores_on_one_file_see_each_other(tmp_path):
 
 def test_frames_blob_is_two_bytes_per_code():
     codes = frames(3)
-    blob = frames_to_blob(codes)
+    blob = frames_to_blob(codes, SNAC_24KHZ)
     assert len(blob) == 3 * 7 * 2
-    np.testing.assert_array_equal(blob_to_frames(blob), codes)
+    np.testing.assert_array_equal(blob_to_frames(blob, SNAC_24KHZ), codes)
     with pytest.raises(ValueError):
-        frames_to_blob(np.zeros((3, 6), dtype=np.int64))
+        frames_to_blob(np.zeros((3, 6), dtype=np.int64), SNAC_24KHZ)
+    with pytest.raises(ValueError):
+        frames_to_blob(np.full((3, 7), 4096), SNAC_24KHZ)
+
+
+async def test_store_keeps_each_voices_codec_layout(tmp_path):
+    store = SqliteVoiceStore.open(tmp_path / "v.db")
+    codes = np.array([[0], [65_535], [40_000]])
+    neu = CustomVoice.new("n", "words", codes, "random", layout=NEUCODEC)
+    snac = voice("s")
+    await store.add(neu)
+    await store.add(snac)
+    loaded = await store.get(neu.info.id)
+    assert loaded is not None and loaded.layout == NEUCODEC
+    np.testing.assert_array_equal(loaded.frames, codes)
+    assert (await store.get(snac.info.id)).layout == SNAC_24KHZ
+    await store.close()
+
+
+async def test_store_migrates_schema_1_rows_as_snac(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE voices (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at "
+               "INTEGER NOT NULL, reference_text TEXT NOT NULL, frames BLOB NOT NULL, "
+               "codec TEXT NOT NULL, consent TEXT)")
+    old = frames(4)
+    db.execute("INSERT INTO voices VALUES ('voice_old', 'old', 1, 'words', ?, 'random', NULL)",
+               (np.ascontiguousarray(old, dtype="<u2").tobytes(),))
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    store = SqliteVoiceStore.open(path)
+    loaded = await store.get("voice_old")
+    assert loaded is not None and loaded.layout == SNAC_24KHZ
+    np.testing.assert_array_equal(loaded.frames, old)
+    await store.close()
+    reopened = sqlite3.connect(path)
+    assert reopened.execute("PRAGMA user_version").fetchone()[0] == 2
+    reopened.close()
 
 
 @pytest.mark.parametrize("url,path", [

@@ -1,8 +1,10 @@
-"""Audio-token layout: LM token ids <-> SNAC frames <-> SNAC code tensors. Plain NumPy.
+"""Audio-token layout: LM token ids <-> codec frames <-> SNAC code tensors. Plain NumPy.
 
-An Orpheus-style model emits one SNAC frame as 7 tokens. Token i of a frame carries a code of
-codebook size 4096 and has id `audio_base_id + i * 4096 + code`, so a token's id tells its
-frame position. Frame layout of the three SNAC levels (1, 2 and 4 codes per frame):
+A speech LM emits one codec frame as `codes_per_frame` tokens (the codec's `CodecLayout`).
+Token i of a frame carries a code in 0..codebook_size-1 and has id
+`audio_base_id + i * codebook_size + code`, so a token's id tells its frame position.
+NeuCodec frames are one token (one code of 65,536); an Orpheus-style SNAC frame is 7 tokens
+of 4096, laid out over the three SNAC levels (1, 2 and 4 codes per frame) as:
 
     position: 0    1    2    3    4    5    6
     level:    L0   L1a  L2a  L2b  L1b  L2c  L2d
@@ -14,8 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TOKENS_PER_FRAME = 7
-CODEBOOK_SIZE = 4096
+from app.codec.info import SNAC_24KHZ, CodecLayout
+
+_SNAC_CODES = SNAC_24KHZ.codes_per_frame
 _L1 = [1, 4]
 _L2 = [2, 3, 5, 6]
 
@@ -26,8 +29,13 @@ class TokenLayout:
 
     audio_base_id: int
     stop_ids: frozenset[int]
-    tokens_per_frame: int = TOKENS_PER_FRAME
-    codebook_size: int = CODEBOOK_SIZE
+    tokens_per_frame: int
+    codebook_size: int
+
+    @classmethod
+    def for_codec(cls, codec: CodecLayout, audio_base_id: int, stop_ids: frozenset[int]
+                  ) -> TokenLayout:
+        return cls(audio_base_id, stop_ids, codec.codes_per_frame, codec.codebook_size)
 
     @property
     def audio_end_id(self) -> int:
@@ -51,7 +59,7 @@ class FrameStats:
 
 @dataclass
 class FrameAssembler:
-    """Turns a stream of token ids into complete frames of 7 codes.
+    """Turns a stream of token ids into complete frames of `tokens_per_frame` codes.
 
     A token whose id says it belongs to a different frame position than expected is counted
     and the frame resynchronised: the partial frame is dropped and assembly restarts at the
@@ -65,7 +73,7 @@ class FrameAssembler:
     _seeking: bool = False
 
     def push(self, token_ids: list[int]) -> list[list[int]]:
-        """Consume token ids; return the frames (lists of 7 codes) they complete."""
+        """Consume token ids; return the frames (lists of codes) they complete."""
         frames: list[list[int]] = []
         base, size, per_frame = (
             self.layout.audio_base_id, self.layout.codebook_size, self.layout.tokens_per_frame
@@ -97,7 +105,7 @@ class FrameAssembler:
 
 
 def frames_to_codes(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(B, T, 7) frame codes -> SNAC levels (B, T), (B, 2T), (B, 4T)."""
+    """(B, T, 7) SNAC frame codes -> SNAC levels (B, T), (B, 2T), (B, 4T)."""
     batch, steps, _ = frames.shape
     level0 = frames[:, :, 0]
     level1 = frames[:, :, _L1].reshape(batch, 2 * steps)
@@ -110,7 +118,7 @@ def codes_to_frames(
 ) -> np.ndarray:
     """Inverse of `frames_to_codes`: (B, T), (B, 2T), (B, 4T) -> (B, T, 7)."""
     batch, steps = level0.shape
-    frames = np.empty((batch, steps, TOKENS_PER_FRAME), dtype=np.int64)
+    frames = np.empty((batch, steps, _SNAC_CODES), dtype=np.int64)
     frames[:, :, 0] = level0
     frames[:, :, _L1] = level1.reshape(batch, steps, 2)
     frames[:, :, _L2] = level2.reshape(batch, steps, 4)

@@ -16,8 +16,8 @@ from snac import SNAC
 from snac.layers import NoiseBlock
 from torch.nn.utils import parametrize
 
-from app.codec.info import CodecInfo
-from app.codec.layout import TOKENS_PER_FRAME, codes_to_frames
+from app.codec.info import SNAC_24KHZ, CodecInfo, CodecLayout, CodecLoadError
+from app.codec.layout import codes_to_frames
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +37,7 @@ SNAC_24KHZ_CONFIG = {
     "depthwise": True,
 }
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class CodecLoadError(RuntimeError):
-    pass
+__all__ = ["CodecLoadError", "SnacCodec", "fold_weight_norm"]
 
 
 def _frames_to_code_tensors(frames: torch.Tensor) -> list[torch.Tensor]:
@@ -75,6 +72,23 @@ def _load_model(source: str, seed: int) -> SNAC:
         raise CodecLoadError(f"cannot load SNAC from {where} {source!r}: {exc}") from exc
 
 
+def layout_of(model: SNAC) -> CodecLayout:
+    """The frame layout a SNAC model implies: one frame spans the coarsest level's stride.
+
+    Level i contributes coarsest_stride / stride_i codes per frame (Orpheus: 1 + 2 + 4 = 7).
+    Only the 24 kHz model's layout is Orpheus' frame order (`_frames_to_code_tensors`).
+    """
+    strides = [int(s) for s in model.vq_strides]
+    layout = CodecLayout(
+        "snac", codes_per_frame=sum(strides[0] // s for s in strides),
+        codebook_size=int(model.codebook_size),
+        samples_per_frame=int(model.hop_length) * strides[0],
+        sample_rate=int(model.sampling_rate))
+    if not layout.same_tokens(SNAC_24KHZ):
+        raise CodecLoadError(f"SNAC layout {layout} is not Orpheus' 7 x 4096 frame")
+    return layout
+
+
 class SnacCodec:
     """A loaded SNAC model. Frames are Orpheus 7-code frames; audio is float32 in [-1, 1]."""
 
@@ -96,14 +110,12 @@ class SnacCodec:
         model = _load_model(source, seed)
         folded = fold_weight_norm(model)
         model = model.to(device=device, dtype=_DTYPES[dtype]).eval()
-        hop = int(model.hop_length)
         info = CodecInfo(
             source=source,
             random_weights=source == RANDOM_WEIGHTS,
             device=device,
             dtype=dtype,
-            sample_rate=int(model.sampling_rate),
-            samples_per_frame=hop * int(model.vq_strides[0]),
+            layout=layout_of(model),
         )
         logger.info(
             "SNAC loaded from %s on %s/%s (%d weight norms folded)", source, device, dtype, folded
@@ -127,8 +139,9 @@ class SnacCodec:
     def decode_frames(self, frames: np.ndarray) -> np.ndarray:
         """(B, T, 7) int codes -> (B, T * samples_per_frame) float32 audio."""
         batch, steps, width = frames.shape
-        if width != TOKENS_PER_FRAME:
-            raise ValueError(f"frames must have {TOKENS_PER_FRAME} codes, got {width}")
+        if width != self.info.layout.codes_per_frame:
+            raise ValueError(
+                f"frames must have {self.info.layout.codes_per_frame} codes, got {width}")
         captured = self._graph_for(batch, steps)
         tensor = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.int64))
         if captured is not None:
@@ -164,6 +177,7 @@ class SnacCodec:
             steps = max(1, math.ceil(seconds * self.info.sample_rate / self.info.samples_per_frame))
             if steps not in self._graphs:
                 self._graphs[steps] = _CapturedDecode(self._decode_impl, max_batch, steps,
+                                                      self.info.layout.codes_per_frame,
                                                       self._device)
         logger.info("captured CUDA graphs for window buckets (frames): %s", sorted(self._graphs))
 
@@ -174,7 +188,8 @@ class SnacCodec:
     def warm_up(self, lengths: Sequence[int]) -> None:
         """Run each window length once so first requests do not pay allocator/compile costs."""
         for steps in lengths:
-            self.decode_frames(np.zeros((1, steps, TOKENS_PER_FRAME), dtype=np.int64))
+            self.decode_frames(
+                np.zeros((1, steps, self.info.layout.codes_per_frame), dtype=np.int64))
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -190,11 +205,11 @@ class _CapturedDecode:
 
     def __init__(
         self, decode: Callable[[torch.Tensor], torch.Tensor], max_batch: int, steps: int,
-        device: torch.device,
+        codes_per_frame: int, device: torch.device,
     ):
         self.max_batch = max_batch
         self.steps = steps
-        self._input = torch.zeros((max_batch, steps, TOKENS_PER_FRAME), dtype=torch.int64,
+        self._input = torch.zeros((max_batch, steps, codes_per_frame), dtype=torch.int64,
                                   device=device)
         stream = torch.cuda.Stream(device)
         stream.wait_stream(torch.cuda.current_stream(device))

@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from app.codec.info import CodecInfo
+from app.codec.info import SNAC_24KHZ, CodecInfo
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,12 @@ T = TypeVar("T")
 class Codec(Protocol):
     info: CodecInfo
 
-    def decode_frames(self, frames: np.ndarray) -> np.ndarray: ...
+    def decode_frames(self, frames: np.ndarray) -> np.ndarray:
+        """(B, T, codes_per_frame) codes -> (B, T * samples_per_frame) float32 audio.
+
+        Rows are decoded at their full length: callers batch equal-length windows only.
+        """
+        ...
 
 
 @dataclass
@@ -51,7 +56,7 @@ class WorkerStats:
 class _Item:
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
-    frames: np.ndarray | None = None  # (T, 7) for a decode
+    frames: np.ndarray | None = None  # (T, codes_per_frame) for a decode
     call: Callable[[], Any] | None = None  # any other codec job (encode, warm-up)
 
 
@@ -70,6 +75,7 @@ def _malloc_trim() -> Callable[[], object] | None:
 # traffic (measured: 3.5 GB after 70 shapes, 1.0 GB trimming once a second, same CPU).
 TRIM_INTERVAL_S = 1.0
 _STOP = object()
+# In SNAC frames (85.3 ms); other codecs get the same length of audio in their own frames.
 AUTO_BATCH_FRAMES_CPU = 64
 AUTO_BATCH_FRAMES_CUDA = 2048
 
@@ -84,8 +90,10 @@ class CodecWorker:
         self.max_batch_size = max_batch_size if dynamic_batching else 1
         # A group of equal-length windows is split so one call decodes at most this many
         # frames: activations grow with batch x length and set the process's peak memory.
-        self.max_batch_frames = max_batch_frames or (
-            AUTO_BATCH_FRAMES_CUDA if codec.info.device.startswith("cuda") else AUTO_BATCH_FRAMES_CPU)
+        auto = (AUTO_BATCH_FRAMES_CUDA if codec.info.device.startswith("cuda")
+                else AUTO_BATCH_FRAMES_CPU)
+        self.max_batch_frames = max_batch_frames or round(
+            auto * SNAC_24KHZ.frame_s / codec.info.layout.frame_s)
         self.batch_wait_s = batch_wait_s
         self.stats = WorkerStats()
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
@@ -110,7 +118,8 @@ class CodecWorker:
         return self._thread is not None and self._thread.is_alive()
 
     async def decode(self, frames: np.ndarray) -> np.ndarray:
-        """(T, 7) frames -> (T * samples_per_frame,) float32. Cancelling withdraws the work."""
+        """(T, codes_per_frame) frames -> (T * samples_per_frame,) float32. Cancelling
+        withdraws the work."""
         return await self._submit(_Item(*self._future(), frames=frames))
 
     async def run(self, call: Callable[[], T]) -> T:
@@ -196,10 +205,10 @@ class CodecWorker:
 
     def _decode_group(self, steps: int, group: list[_Item]) -> None:
         """Decode equal-length windows in one call and hand each caller its row."""
-        batch = np.stack([i.frames for i in group])  # (B, T, 7)
+        batch = np.stack([i.frames for i in group])  # (B, T, codes_per_frame), never padded
         started = time.perf_counter()
         try:
-            audio = self.codec.decode_frames(batch)  # (B, T * 2048)
+            audio = self.codec.decode_frames(batch)  # (B, T * samples_per_frame)
         except Exception as exc:
             logger.exception("codec decode failed for a batch of %d", len(group))
             for item in group:

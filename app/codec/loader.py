@@ -1,0 +1,35 @@
+"""`load_codec(settings)`: the one place that picks and builds the codec named by CODEC.
+
+torch is imported here only inside the function, so importing the app never loads it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.codec.worker import Codec
+    from app.config import Settings
+
+
+def load_codec(settings: Settings) -> Codec:
+    """Build the codec CODEC names (SNAC_MODEL / NEUCODEC_MODEL say which weights). Blocking.
+
+    CODEC=auto must have been resolved to the served model's codec first (the lifespan does
+    that from the profile, `profiles.choose_codec`).
+    """
+    import torch
+
+    if settings.codec == "auto":
+        raise ValueError("CODEC=auto must be resolved from the model profile before loading")
+    if settings.codec_threads:
+        torch.set_num_threads(settings.codec_threads)
+    if settings.codec == "neucodec":
+        from app.codec.neucodec import NeuCodec
+
+        return NeuCodec.load(settings.neucodec_model, device=settings.codec_device,
+                             dtype=settings.codec_dtype)
+    from app.codec.snac import SnacCodec
+
+    return SnacCodec.load(settings.snac_model, device=settings.codec_device,
+                          dtype=settings.codec_dtype)
