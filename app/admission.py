@@ -9,8 +9,8 @@ with `retry_after_s` set.
 The latency gate (either target optional) refuses NEW streams while the system is already
 behind: while the median first-audio latency (seconds from request to first audio chunk)
 observed over the last `window_s` exceeds `latency_target_s`, or the median codec real-time
-margin (audio seconds decoded per wall-clock second; below 1 the codec falls behind playback)
-is below `rtf_margin_target`. Streams already admitted are not affected, and a request is
+margin (1 / the codec thread's busy fraction; near 1 it has no headroom and streams fall
+behind playback) is below `rtf_margin_target`. Streams already admitted are not affected, and a request is
 always admitted when nothing is in flight, so the gate cannot lock the service out; old
 observations expire after `window_s`, so the gate reopens once the slow period is over.
 
@@ -192,7 +192,8 @@ class Admission:
         self._observe(self._first_audio, seconds)
 
     def observe_realtime_margin(self, ratio: float) -> None:
-        """Report a codec real-time margin: audio seconds decoded per wall-clock second."""
+        """Report the codec's real-time margin: 1 / its busy fraction (headroom; below about
+        1 it cannot keep up with the streams it serves)."""
         self._observe(self._margins, ratio)
 
     def _observe(self, window: deque[tuple[float, float]], value: float) -> None:

@@ -179,6 +179,8 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
     def _is_open(self, scope: Scope) -> bool:
+        if scope["type"] != "http":
+            return False  # open paths are pages and probes; "/" also takes a WebSocket
         path = app_path(scope)
         if path in self.open_paths or path.startswith(self.open_prefixes):
             return True

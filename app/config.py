@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.delivery.formats import ResponseFormat
+from app.profiles import PROFILES
 
 OPENAI_VOICES = (
     "alloy", "ash", "ballad", "coral", "echo", "fable", "nova",
@@ -78,7 +79,8 @@ class Settings(BaseSettings):
     max_batch_frames: int = Field(
         0, alias="MAX_BATCH_FRAMES", ge=0, le=1_000_000,
         description="Most frames (batch x window length) in one codec call; bounds peak "
-        "memory. 0 = auto: 64 on CPU (batching buys nothing there), 2048 on CUDA.",
+        "memory. 0 = auto: 64 on CPU (batching buys nothing there), 2048 on CUDA, in SNAC "
+        "frames of 85.3 ms; other codecs get the same length of audio.",
     )
     cuda_graph_batch: Annotated[list[float], NoDecode] = Field(
         [], alias="CUDA_GRAPH_BATCH",
@@ -97,9 +99,20 @@ class Settings(BaseSettings):
     port: int = Field(9091, alias="PORT", ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", alias="LOG_LEVEL")
     data_dir: str = Field("data", alias="DATA_DIR", description="Writable directory.")
+    codec: Literal["auto", "snac", "neucodec"] = Field(
+        "auto", alias="CODEC",
+        description="Audio codec that decodes the LM's tokens; auto = the one the served "
+        "model's profile names (Orpheus and the SNAC demo: snac; Scicom and its demo: neucodec).",
+    )
     snac_model: str = Field(
         "hubertsiuzdak/snac_24khz", alias="SNAC_MODEL",
-        description="HF id, local directory, or 'random' (real architecture, seeded weights).",
+        description="SNAC weights: HF id, local directory, or 'random' (real architecture, "
+        "seeded weights).",
+    )
+    neucodec_model: str = Field(
+        "neuphonic/neucodec", alias="NEUCODEC_MODEL",
+        description="NeuCodec weights: HF id, local directory holding pytorch_model.bin or "
+        "model.safetensors, or 'random' (real decoder architecture, seeded weights).",
     )
     codec_device: Literal["auto", "cpu", "cuda"] = Field("auto", alias="CODEC_DEVICE")
     codec_threads: int = Field(
@@ -108,11 +121,13 @@ class Settings(BaseSettings):
         "CPU shared with the engine, 1 avoids threads spin-waiting on each other.",
     )
     codec_dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", alias="CODEC_DTYPE"
+        "float32", alias="CODEC_DTYPE",
+        description="Codec weights' dtype; bfloat16 is about 3x cheaper on CPUs with AVX512-BF16.",
     )
-    model_profile: Literal["auto", "orpheus", "demo"] = Field(
+    model_profile: str = Field(
         "auto", alias="MODEL_PROFILE",
-        description="Prompt/token layout of the served model; auto probes the tokenizer.",
+        description="Prompt/token layout of the served model: auto (probe the tokenizer) or "
+        "a profile name from app/profiles.py (orpheus, demo, scicom-demo, scicom).",
     )
     engine_token_mode: Literal["logprobs", "token_ids"] = Field(
         "token_ids", alias="ENGINE_TOKEN_MODE",
@@ -188,15 +203,98 @@ class Settings(BaseSettings):
         list(OPENAI_MODELS), alias="MODEL_ALIASES",
         description="Model names that resolve to MODEL_NAME (OpenAI's, for drop-in apps).",
     )
+    # Admission control, security, limits.
+    max_concurrent_streams: int = Field(
+        4, alias="MAX_CONCURRENT_STREAMS", ge=1, le=100_000,
+        description="Syntheses in progress at once (a WebSocket session holds one for its "
+        "whole life). Past it, requests queue; see README for how the default was measured.",
+    )
+    max_queued_requests: int = Field(
+        8, alias="MAX_QUEUED_REQUESTS", ge=0, le=100_000,
+        description="Requests waiting for a stream slot; past it, 429 at once.",
+    )
+    queue_timeout_s: float = Field(
+        5.0, alias="QUEUE_TIMEOUT_S", ge=0.0, le=600.0,
+        description="Longest wait for a stream slot, in seconds; then 429 with Retry-After.",
+    )
+    admission_first_audio_target_s: float = Field(
+        0.0, alias="ADMISSION_FIRST_AUDIO_TARGET_S", ge=0.0, le=60.0,
+        description="Latency-based admission: refuse new streams (429) while the median "
+        "first-audio latency of the last 10 s is above this, in seconds. 0 = off.",
+    )
+    admission_realtime_margin_target: float = Field(
+        0.0, alias="ADMISSION_REALTIME_MARGIN_TARGET", ge=0.0, le=100.0,
+        description="Latency-based admission: refuse new streams while the codec's real-time "
+        "margin (1 / its busy fraction over the last 10 s) is below this, e.g. 1.2. 0 = off.",
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        [], alias="API_KEYS",
+        description="Accepted API keys, comma separated (Authorization: Bearer KEY). Empty "
+        "(and no API_KEYS_FILE): no authentication.",
+    )
+    api_keys_file: str = Field(
+        "", alias="API_KEYS_FILE", description="A file of API keys, one per line, # comments.",
+    )
+    public_metrics: bool = Field(
+        False, alias="PUBLIC_METRICS",
+        description="With API keys set: serve /metrics without a key.",
+    )
+    public_voice_list: bool = Field(
+        True, alias="PUBLIC_VOICE_LIST",
+        description="With API keys set: list voices and models without a key (Open WebUI's "
+        "pickers send none).",
+    )
+    rate_limit_per_minute: float = Field(
+        0.0, alias="RATE_LIMIT_PER_MINUTE", ge=0.0, le=1e6,
+        description="Requests per minute per API key (per client address without keys); "
+        "past it 429. 0 = off.",
+    )
+    max_request_bytes: int = Field(
+        1024 * 1024, alias="MAX_REQUEST_BYTES", ge=1024, le=1024 * 1024 * 1024,
+        description="Largest JSON request body, in bytes; checked before it is read (413). "
+        "Uploads have MAX_UPLOAD_BYTES.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        [], alias="CORS_ORIGINS",
+        description="Origins allowed to call the API from a browser, comma separated; '*' "
+        "for any. Empty: no CORS headers.",
+    )
+    engine_stall_timeout_s: float = Field(
+        15.0, alias="ENGINE_STALL_TIMEOUT_S", gt=0.0, le=600.0,
+        description="A stream whose engine sends nothing for this long is ended and the "
+        "engine request aborted, in seconds.",
+    )
+    send_timeout_s: float = Field(
+        30.0, alias="SEND_TIMEOUT_S", gt=0.0, le=600.0,
+        description="A client that takes longer than this to accept one chunk (it reads too "
+        "slowly) is dropped and its engine request aborted, in seconds.",
+    )
+    shutdown_grace_s: float = Field(
+        30.0, alias="SHUTDOWN_GRACE_S", ge=0.0, le=3600.0,
+        description="On SIGTERM: stop admitting (health says draining) and let streams in "
+        "progress finish for up to this long, in seconds, then exit.",
+    )
+    ws_keepalive_s: float = Field(
+        5.0, alias="WS_KEEPALIVE_S", gt=0.0, le=300.0,
+        description="Seconds between {\"type\": \"keepalive\"} messages on /ws/synthesize.",
+    )
     demo: bool | None = Field(
         None, alias="TTS_DEMO",
         description="Force the demo flag; unset = derived from the profile and codec weights.",
     )
 
-    @field_validator("speakers", "model_aliases", "cuda_graph_batch", mode="before")
+    @field_validator("speakers", "model_aliases", "cuda_graph_batch", "api_keys", "cors_origins",
+                     mode="before")
     @classmethod
     def _parse_list(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("model_profile")
+    @classmethod
+    def _check_profile(cls, value: str) -> str:
+        if value != "auto" and value not in PROFILES:
+            raise ValueError(f"MODEL_PROFILE {value!r} is not auto or one of {sorted(PROFILES)}")
+        return value
 
     @field_validator("voice_map", mode="before")
     @classmethod

@@ -48,7 +48,7 @@ def parse_token_ids(choice: dict[str, Any], mode: TokenMode) -> list[int]:
     for token in logprobs.get("tokens") or []:
         prefix, _, number = token.partition(":")
         if prefix != "token_id":
-            raise EngineUnavailable("engine returned tokens without ids")
+            raise EngineUnavailable("engine returned tokens without ids", kind="malformed")
         ids.append(int(number))
     return ids
 
@@ -83,10 +83,12 @@ class TokenStream:
                 try:
                     event = json.loads(data)
                 except ValueError as exc:
-                    raise EngineUnavailable("engine sent malformed stream data") from exc
+                    raise EngineUnavailable("engine sent malformed stream data",
+                                            kind="malformed") from exc
                 if "error" in event:
                     logger.error("engine error mid-stream: %s", event["error"])
-                    raise EngineUnavailable("the engine failed while generating")
+                    raise EngineUnavailable("the engine failed while generating",
+                                            kind="stream_error")
                 usage = event.get("usage")
                 if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
                     self.prompt_tokens = usage["prompt_tokens"]
@@ -97,8 +99,11 @@ class TokenStream:
                         self.finish_reason = choice["finish_reason"]
                     if ids:
                         yield ids
+        except httpx.ReadTimeout as exc:
+            raise EngineUnavailable("the engine stopped sending tokens", kind="stall") from exc
         except httpx.TransportError as exc:
-            raise EngineUnavailable("lost the connection to the engine") from exc
+            raise EngineUnavailable("lost the connection to the engine",
+                                    kind="disconnected") from exc
 
     async def aclose(self) -> None:
         """Close the HTTP stream; vLLM sees the disconnect and aborts the request."""
@@ -106,17 +111,30 @@ class TokenStream:
 
 
 class EngineClient:
-    def __init__(self, http: httpx.AsyncClient, *, base_url: str, model: str, mode: TokenMode):
+    def __init__(self, http: httpx.AsyncClient, *, base_url: str, model: str, mode: TokenMode,
+                 stall_timeout_s: float | None = None):
+        """`stall_timeout_s`: a stream that sends nothing for this long is ended (and, by
+        closing it, aborted in the engine); None keeps the client's read timeout."""
         self._http = http
         self._base = base_url.rstrip("/")
         self.model = model
         self.mode = mode
+        self._stream_timeout: httpx.Timeout | None = None
+        if stall_timeout_s is not None:
+            base = http.timeout
+            self._stream_timeout = httpx.Timeout(connect=base.connect, read=stall_timeout_s,
+                                                 write=base.write, pool=base.pool)
+
+    def _unreachable(self, exc: Exception, level: int = logging.WARNING) -> EngineUnavailable:
+        # The engine's address is internal: it goes to the log, not to the client.
+        logger.log(level, "engine at %s is unreachable: %r", self._base, exc)
+        return EngineUnavailable("the speech engine is unreachable; retry shortly")
 
     async def _get(self, path: str) -> httpx.Response:
         try:
             return await self._http.get(self._base + path)
         except httpx.HTTPError as exc:
-            raise EngineUnavailable(f"engine at {self._base} is unreachable") from exc
+            raise self._unreachable(exc, logging.DEBUG) from exc
 
     async def healthy(self) -> bool:
         try:
@@ -127,7 +145,8 @@ class EngineClient:
     async def served_models(self) -> list[ServedModel]:
         response = await self._get("/v1/models")
         if response.status_code != HTTPStatus.OK:
-            raise EngineUnavailable(f"engine /v1/models answered {response.status_code}")
+            raise EngineUnavailable(f"engine /v1/models answered {response.status_code}",
+                                    kind="rejected")
         return [
             ServedModel(m["id"], m.get("max_model_len")) for m in response.json().get("data", [])
         ]
@@ -142,9 +161,10 @@ class EngineClient:
                 json={"model": self.model, "prompt": text, "add_special_tokens": False},
             )
         except httpx.HTTPError as exc:
-            raise EngineUnavailable(f"engine at {self._base} is unreachable") from exc
+            raise self._unreachable(exc) from exc
         if response.status_code != HTTPStatus.OK:
-            raise EngineUnavailable(f"engine /tokenize answered {response.status_code}")
+            raise EngineUnavailable(f"engine /tokenize answered {response.status_code}",
+                                    kind="rejected")
         return list(response.json()["tokens"])
 
     def _body(self, prompt: str, params: SamplingParams) -> dict[str, Any]:
@@ -174,11 +194,12 @@ class EngineClient:
         request = self._http.build_request(
             "POST", self._base + "/v1/completions", json=self._body(prompt, params),
             headers={"X-Request-Id": request_id},
+            timeout=self._stream_timeout or self._http.timeout,
         )
         try:
             response = await self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise EngineUnavailable(f"engine at {self._base} is unreachable") from exc
+            raise self._unreachable(exc) from exc
         if response.status_code != HTTPStatus.OK:
             body = await response.aread()
             await response.aclose()
@@ -189,5 +210,5 @@ class EngineClient:
                 # vLLM's 400s are about the request (e.g. prompt + max_tokens too long).
                 raise InvalidRequest(f"the model rejected the request: {message}",
                                      param="input")
-            raise EngineUnavailable(f"the engine answered {response.status_code}")
+            raise EngineUnavailable(f"the engine answered {response.status_code}", kind="rejected")
         return TokenStream(response, self.mode, request_id)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from http import HTTPStatus
+from typing import Literal
 
 
 class TTSError(Exception):
@@ -68,9 +69,24 @@ class Overloaded(TTSError):
     code = "overloaded"
 
 
+# What went wrong with the engine, for tts_engine_errors_total{kind}.
+EngineFailure = Literal["unreachable", "disconnected", "rejected", "stream_error", "malformed",
+                        "stall"]
+
+
 class EngineUnavailable(TTSError):
+    """`kind` says what failed: no connection, the connection lost mid-stream, a non-200
+    answer, an error event mid-stream, output we cannot parse, or no token for too long."""
+
     status = HTTPStatus.SERVICE_UNAVAILABLE
     code = "engine_unavailable"
+    retry_after_s = 5.0
+
+    def __init__(self, message: str, *, kind: EngineFailure = "unreachable",
+                 param: str | None = None, code: str | None = None,
+                 retry_after_s: float | None = None):
+        super().__init__(message, param=param, code=code, retry_after_s=retry_after_s)
+        self.kind: EngineFailure = kind
 
 
 def error_envelope(

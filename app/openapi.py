@@ -26,7 +26,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -281,37 +281,6 @@ def build_openapi(*, title: str, version: str, routes: list[ApiRoute]) -> JsonSc
     return copy.deepcopy(document)  # pydantic's refs and the module's schemas are shared
 
 
-class NormalizeRequest(BaseModel):
-    """Stand-in until app.protocol defines NormalizeRequest (then this one is unused)."""
-
-    model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, description="Text to clean up and split into sentences.")
-
-
-class NormalizeResponse(BaseModel):
-    """Stand-in until app.protocol defines NormalizeResponse."""
-
-    text: str = Field(description="The text as the speech model would be prompted with it.")
-    sentences: list[str] = Field(description="`text` split at sentence boundaries.")
-
-
-class SynthesizeRequest(BaseModel):
-    """Stand-in until app.protocol defines SynthesizeRequest (seed 004's REST form)."""
-
-    model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, description="Text to synthesise.")
-    voice_description: str | None = Field(None, description="A speaker name, or free text "
-                                                            "(the default speaker is used).")
-    format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "wav"
-
-
-def _protocol_model(name: str, stand_in: type[BaseModel]) -> type[BaseModel]:
-    # Transitional: the lead adds these models to app.protocol; then import them directly.
-    model = getattr(protocol, name, stand_in)
-    assert isinstance(model, type) and issubclass(model, BaseModel)
-    return model
-
-
 def enum_values(schema: JsonSchema) -> list[Any]:
     """The values a (possibly nullable) enum or const schema allows, null excluded."""
     values: list[Any] = []
@@ -368,12 +337,17 @@ _HEALTH: JsonSchema = {
     "type": "object",
     "required": ["status"],
     "properties": {
-        "status": {"enum": ["ok", "unavailable"]},
+        "status": {"enum": ["ok", "unavailable", "draining"]},
+        "model_loaded": {"type": "boolean",
+                         "description": "The engine answers and the codec worker runs."},
+        "device": {"type": "string", "description": "The codec's device."},
+        "uptime_seconds": {"type": "number", "minimum": 0},
         "demo": {"type": "boolean"},
-        "engine": {"type": "object", "description": "reachable, url, model, profile"},
+        "engine": {"type": "object", "description": "reachable, model, profile"},
         "codec": {"type": "object",
                   "description": "loaded, source, random_weights, device, dtype"},
         "active_streams": {"type": "integer", "minimum": 0},
+        "queued_requests": {"type": "integer", "minimum": 0},
         "warning": {"type": "string"},
     },
 }
@@ -386,9 +360,9 @@ def api_routes() -> list[ApiRoute]:
     """Every HTTP route of the service (the WebSocket and /static are not operations)."""
     errors = error_responses
     speech = protocol.SpeechRequest
-    normalize_request = _protocol_model("NormalizeRequest", NormalizeRequest)
-    normalize_response = _protocol_model("NormalizeResponse", NormalizeResponse)
-    synthesize_request = _protocol_model("SynthesizeRequest", SynthesizeRequest)
+    normalize_request = protocol.NormalizeRequest
+    normalize_response = protocol.NormalizeResponse
+    synthesize_request = protocol.SynthesizeRequest
     return [
         ApiRoute(
             "/v1/audio/speech", "POST", "Synthesise speech (OpenAI audio.speech)", "createSpeech",
@@ -413,6 +387,14 @@ def api_routes() -> list[ApiRoute]:
             "/synthesize", "POST", "Synthesise a whole file (seed REST form)", "synthesize",
             tag="Audio", request_model=synthesize_request,
             example={"text": "Hello, world!", "format": "wav"},
+            responses={HTTPStatus.OK: _audio_response(synthesize_request, "format", sse=False),
+                       **errors(404, 503)},
+        ),
+        ApiRoute(
+            "/synthesize-stream", "POST", "Synthesise and stream (seed REST form)",
+            "synthesizeStream", tag="Audio", request_model=synthesize_request,
+            example={"text": "Hello, world!", "format": "mp3"},
+            description="The same audio as /synthesize, streamed as it is made.",
             responses={HTTPStatus.OK: _audio_response(synthesize_request, "format", sse=False),
                        **errors(404, 503)},
         ),
@@ -495,7 +477,8 @@ def api_routes() -> list[ApiRoute]:
                 "text/plain": {"type": "string"}})},
         ),
         ApiRoute(
-            "/", "GET", "Landing page", "index", public=True,
+            "/", "GET", "Playground page (a WebSocket on / is seed 000's raw PCM mode)", "index",
+            public=True,
             responses={HTTPStatus.OK: ApiResponse("HTML.", {"text/html": _HTML})},
         ),
         ApiRoute(

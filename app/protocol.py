@@ -114,3 +114,54 @@ class VoiceDeleted(BaseModel):
     id: str
     object: Literal["audio.voice.deleted"] = "audio.voice.deleted"
     deleted: bool = True
+
+
+class NormalizeRequest(BaseModel):
+    """POST /v1/audio/normalize: see what will be spoken."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=100_000)
+
+
+class NormalizedSentence(BaseModel):
+    text: str
+    original: str
+    language: str
+
+
+class NormalizeResponse(BaseModel):
+    text: str
+    language: str
+    sentences: list[NormalizedSentence]
+
+
+class SynthesizeRequest(BaseModel):
+    """Seed 004's REST form, POST /synthesize. `voice_description` picks a speaker when it
+    names one (or an OpenAI voice); a free-form description falls back to DEFAULT_SPEAKER,
+    since the served models take no voice descriptions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1)
+    voice_description: str | None = Field(None, max_length=500)
+    voice: str | None = None
+    format: ResponseFormat = "wav"
+
+
+class StreamConfig(BaseModel):
+    """The first message of a `/ws/synthesize` session (seed 004), plus our generation fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    voice: str | VoiceRef | None = None
+    voice_description: str | None = Field(None, max_length=500)
+    sample_rate: int = Field(24000, ge=8000, le=48000)
+    model: str | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=7, le=65536)
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    playback_speed: float | None = Field(None, ge=0.05, le=30.0)
+    playback_overlap_speed: float | None = Field(None, ge=0.0, le=2.0)
+    normalize_malaysian: bool = True

@@ -12,46 +12,42 @@ from http import HTTPStatus
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from app import openapi
+from app.admission import Admission
+from app.auth import ApiKeyMiddleware, ApiKeys, RateLimiter
 from app.cloning import ReferenceEncoder
+from app.codec.loader import load_codec
 from app.codec.worker import Codec, CodecWorker
 from app.config import Settings
 from app.engine import EngineClient
-from app.errors import EngineUnavailable, TTSError, error_envelope
+from app.errors import EngineUnavailable, TTSError, error_envelope, error_headers
 from app.metrics import Metrics
-from app.profiles import resolve_profile
+from app.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from app.profiles import check_codec, choose_codec, resolve_profile
 from app.reference_audio import ReferenceLimits
-from app.routes import info, pages, speech, vc, voices
+from app.routes import info, pages, speech, text, vc, voices, ws
 from app.state import AppState, request_id_of
 from app.synthesis import SpeechService
+from app.uploads import FORM_OVERHEAD_BYTES
 from app.voice_store import VoiceStore, open_voice_store
 
 logger = logging.getLogger(__name__)
 
 DEMO_BANNER = """
 ############################################################################
-#  DEMO MODE: the speech LM and/or SNAC weights were GENERATED locally.    #
-#  This service makes NOISE, not speech. Point TTS_MODEL and SNAC_MODEL at #
-#  real weights (HF ids or local directories) for real speech.             #
+#  DEMO MODE: the speech LM and/or codec weights were GENERATED locally.   #
+#  This service makes NOISE, not speech. Point TTS_MODEL and SNAC_MODEL or #
+#  NEUCODEC_MODEL at real weights (HF ids or local directories).           #
 ############################################################################"""
 
 CodecFactory = Callable[[Settings], Codec]
-
-
-def load_snac(settings: Settings) -> Codec:
-    import torch
-
-    from app.codec.snac import SnacCodec  # torch is imported only where a codec is built
-
-    if settings.codec_threads:
-        torch.set_num_threads(settings.codec_threads)
-    return SnacCodec.load(settings.snac_model, device=settings.codec_device,
-                          dtype=settings.codec_dtype)
 
 
 async def wait_for_engine(engine: EngineClient, timeout_s: float) -> None:
@@ -87,12 +83,17 @@ def _build_lifespan(
                               max_keepalive_connections=settings.engine_max_connections)
         async with httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport) as http:
             engine = EngineClient(http, base_url=settings.tts_api, model=settings.model_name,
-                                  mode=settings.engine_token_mode)
+                                  mode=settings.engine_token_mode,
+                                  stall_timeout_s=settings.engine_stall_timeout_s)
             await wait_for_engine(engine, settings.engine_startup_timeout_s)
             model_len = await _choose_model(engine, settings.model_name)
             profile = await resolve_profile(engine, settings.model_profile)
-            codec = await asyncio.to_thread(codec_factory, settings)
+            # CODEC=auto: the profile names the codec its vocabulary encodes.
+            codec_name = choose_codec(settings.codec, profile.profile)
+            codec = await asyncio.to_thread(
+                codec_factory, settings.model_copy(update={"codec": codec_name}))
             info_ = codec.info
+            check_codec(profile, info_.layout)
             worker = CodecWorker(codec, dynamic_batching=settings.dynamic_batching,
                                  max_batch_size=settings.max_batch_size,
                                  max_batch_frames=settings.max_batch_frames,
@@ -103,8 +104,13 @@ def _build_lifespan(
                 voice_store = await asyncio.to_thread(open_voice_store, settings.voice_store_url,
                                                  settings.data_dir)
                 await _warm_up(worker, codec, settings)
-                metrics = Metrics()
-                service = SpeechService(settings, engine, worker, profile, metrics,
+                admission = Admission(
+                    settings.max_concurrent_streams, settings.max_queued_requests,
+                    settings.queue_timeout_s,
+                    latency_target_s=settings.admission_first_audio_target_s or None,
+                    rtf_margin_target=settings.admission_realtime_margin_target or None)
+                metrics = Metrics(codec=worker, admission=admission)
+                service = SpeechService(settings, engine, worker, profile, metrics, admission,
                                         sample_rate=info_.sample_rate,
                                         samples_per_frame=info_.samples_per_frame)
                 demo = settings.demo if settings.demo is not None else (
@@ -119,17 +125,43 @@ def _build_lifespan(
                 app.state.tts = AppState(settings=settings, engine=engine, worker=worker,
                                          codec_info=info_, profile=profile, speech=service,
                                          metrics=metrics, demo=demo, voices=voice_store,
-                                         references=references, engine_model_len=model_len)
+                                         references=references, engine_model_len=model_len,
+                                         admission=admission)
                 logger.info("ready: engine %s model %s profile %s, codec %s on %s",
                             settings.tts_api, engine.model, profile.profile.name,
                             info_.source, info_.device)
-                yield
+                sampler = asyncio.ensure_future(_sample_codec_margin(worker, admission))
+                try:
+                    yield
+                finally:
+                    sampler.cancel()
+                    await asyncio.gather(sampler, return_exceptions=True)
             finally:
                 if voice_store is not None:
                     await voice_store.close()
                 worker.stop()
 
     return lifespan
+
+
+MARGIN_SAMPLE_S = 1.0
+
+
+async def _sample_codec_margin(worker: CodecWorker, admission: Admission) -> None:
+    """Feed latency-based admission the codec's real-time margin, once a second.
+
+    The margin is 1 / the codec thread's busy fraction: 2.0 means it could decode twice the
+    current load; near 1.0 it has no headroom left and streams start to fall behind.
+    """
+    loop = asyncio.get_running_loop()
+    last_busy, last_at = worker.stats.busy_s, loop.time()
+    while True:
+        await asyncio.sleep(MARGIN_SAMPLE_S)
+        busy, now = worker.stats.busy_s, loop.time()
+        fraction = (busy - last_busy) / max(now - last_at, 1e-6)
+        last_busy, last_at = busy, now
+        if fraction > 0.05:  # an idle codec says nothing about capacity
+            admission.observe_realtime_margin(1.0 / fraction)
 
 
 async def _warm_up(worker: CodecWorker, codec: Codec, settings: Settings) -> None:
@@ -151,7 +183,7 @@ async def _tts_error(request: Request, exc: Exception) -> JSONResponse:
     level = logging.WARNING if exc.status >= HTTPStatus.INTERNAL_SERVER_ERROR else logging.INFO
     logger.log(level, "%d %s", exc.status, exc.message)
     return JSONResponse(exc.envelope(), status_code=exc.status,
-                        headers={"X-Request-Id": request_id_of(request)})
+                        headers={"X-Request-Id": request_id_of(request), **error_headers(exc)})
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -164,16 +196,50 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error", exc_info=exc)
+    # Starlette runs this handler outside every user middleware: add the request id here.
     return JSONResponse(
         error_envelope("The server had an error while processing your request.",
                        "server_error", None, "internal_error"),
-        status_code=HTTPStatus.INTERNAL_SERVER_ERROR)
+        status_code=HTTPStatus.INTERNAL_SERVER_ERROR,
+        headers={"X-Request-Id": request_id_of(request)})
+
+
+# Response headers a browser app on another origin may read.
+EXPOSED_HEADERS = ["X-Request-Id", "X-Sample-Rate", "X-TTS-Demo", "X-Ignored-Fields",
+                   "X-Instructions-Ignored", "X-Audio-Format", "Retry-After"]
+UPLOAD_PATHS = ("/v1/audio/vc", "/v1/audio/voices")
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
+    """Outermost first: ids on everything, CORS (preflights, headers on 401s), keys, sizes."""
+    stack = [Middleware(RequestIdMiddleware)]
+    if settings.cors_origins:
+        stack.append(Middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+            allow_headers=["*"], expose_headers=EXPOSED_HEADERS,
+            allow_credentials="*" not in settings.cors_origins))
+    keys = ApiKeys.load(settings.api_keys, settings.api_keys_file or None)
+    rate = settings.rate_limit_per_minute
+    if keys or rate:
+        open_paths = set(openapi.open_paths(openapi.api_routes()))
+        if settings.public_metrics:
+            open_paths.add("/metrics")
+        listing = {"/v1/audio/voices", "/v1/audio/speaker", "/v1/audio/models", "/v1/models"}
+        stack.append(Middleware(ApiKeyMiddleware, keys, open_paths=open_paths,
+                                open_prefixes=("/static/",),
+                                open_read_paths=listing if settings.public_voice_list else (),
+                                rate_limiter=RateLimiter(rate) if rate else None))
+    # uploads.py enforces MAX_UPLOAD_BYTES itself, with a precise message; this is a backstop.
+    upload_limit = 2 * (settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    stack.append(Middleware(BodyLimitMiddleware, settings.max_request_bytes,
+                            path_limits=dict.fromkeys(UPLOAD_PATHS, upload_limit)))
+    return stack
 
 
 def create_app(
     settings: Settings,
     *,
-    codec_factory: CodecFactory = load_snac,
+    codec_factory: CodecFactory = load_codec,
     engine_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Starlette:
     """Build the app. Nothing is loaded or connected until the lifespan starts."""
@@ -186,6 +252,12 @@ def create_app(
         Route("/v1/audio/voices/{voice_id}", voices.retrieve_voice, methods=["GET"]),
         Route("/v1/audio/voices/{voice_id}", voices.delete_voice, methods=["DELETE"]),
         Route("/v1/audio/models", info.list_audio_models, methods=["GET"]),
+        Route("/v1/audio/normalize", text.normalize, methods=["POST"]),
+        Route("/synthesize", text.synthesize, methods=["POST"]),
+        Route("/synthesize-stream", text.synthesize_stream, methods=["POST"]),
+        WebSocketRoute("/ws/synthesize", ws.synthesize_stream),
+        WebSocketRoute("/ws/raw", ws.raw_pcm),
+        WebSocketRoute("/", ws.raw_pcm),  # seed 000's client connects to the bare host
         Route("/v1/models", info.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", info.retrieve_model, methods=["GET"]),
         Route("/", pages.landing, methods=["GET"]),
@@ -198,6 +270,7 @@ def create_app(
     ]
     return Starlette(
         routes=routes,
+        middleware=_middleware(settings),
         lifespan=_build_lifespan(settings, codec_factory, engine_transport),
         exception_handlers={
             TTSError: _tts_error,

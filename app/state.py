@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
+from app.admission import Admission
 from app.cloning import ReferenceEncoder
 from app.codec.info import CodecInfo
 from app.codec.worker import CodecWorker
@@ -37,6 +38,7 @@ class AppState:
     demo: bool
     voices: VoiceStore
     references: ReferenceEncoder
+    admission: Admission
     engine_model_len: int | None = None
     started_at: float = field(default_factory=time.time)
 

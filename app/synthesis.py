@@ -1,59 +1,90 @@
-"""Speech synthesis service: validated request -> engine token stream -> seamless audio chunks."""
+"""Speech synthesis service: validated request -> segments -> engine token streams -> audio.
+
+`prepare` validates everything before any byte is sent: model, voice, text, chunk plan. Long
+text is split into segments (sentences, then clauses, then words; the first segment short for
+fast first audio), each normalized and prompted on its own, with its own token budget sized
+from its text and capped by the request's `max_tokens`. `open` takes an admission slot and
+starts the first segment's generation, so engine-side rejections become errors before the
+status line. The audio itself comes from `app.streams.SpeechStream`.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
 import re
-import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from app.audio import write_wav
-from app.codec.layout import FrameAssembler
+from app.admission import Admission, Slot
 from app.codec.worker import CodecWorker
 from app.config import OPENAI_MODELS, Settings
-from app.engine import EngineClient, SamplingParams, TokenStream
+from app.engine import EngineClient, SamplingParams
 from app.errors import InvalidRequest, NotFound
 from app.metrics import Metrics
 from app.profiles import ResolvedProfile
 from app.protocol import SpeechRequest
-from app.streaming import ChunkPlan, ChunkPlanner, Stitcher, Window
-from app.text import normalize_text, strip_control_chars
+from app.streaming import ChunkPlan
+from app.streams import SpeechStream
+from app.text import estimate_speech_seconds, normalize_text, segment_text, strip_control_chars
 
-logger = logging.getLogger(__name__)
-
-# Cut a chunk short when the listener's buffer would otherwise come this close to empty.
-URGENCY_MARGIN_S = 0.05
 # OpenAI's dated snapshots of its TTS models, e.g. gpt-4o-mini-tts-2025-03-20.
 _OPENAI_DATED_MODEL = re.compile(r"(gpt-4o-mini-tts|gpt-4o-tts|tts-1|tts-1-hd)-\d{4}-\d{2}-\d{2}")
+# A segment's token budget: its estimated speaking time times this, plus the slack below.
+# Generous on purpose: a model that is done stops by itself; the budget only bounds a runaway.
+BUDGET_FACTOR = 3.0
+BUDGET_SLACK_S = 2.0
+SEGMENT_MAX_CHARS = 300
+FIRST_SEGMENT_MAX_CHARS = 60
+# Silence between segments, by how the segment ended: a sentence, a clause, mid-sentence.
+SENTENCE_PAUSE_S = 0.30
+CLAUSE_PAUSE_S = 0.15
+WORD_PAUSE_S = 0.04
+_SENTENCE_END = re.compile(r"[.!?…。！？।॥][\"'”’»)\]]*$")
+_CLAUSE_END = re.compile(r"[,;:—–，；：、][\"'”’»)\]]*$")
 
 
 def is_openai_model(name: str | None) -> bool:
     """Does `name` name one of OpenAI's speech models (so the request gets OpenAI's defaults)?"""
-    return name is not None and (name in OPENAI_MODELS or bool(_OPENAI_DATED_MODEL.fullmatch(name)))
+    return name is not None and (name in OPENAI_MODELS
+                                 or bool(_OPENAI_DATED_MODEL.fullmatch(name)))
+
+
+def pause_after(text: str) -> float:
+    """Seconds of silence after a segment that ends like `text`."""
+    text = text.rstrip()
+    if _SENTENCE_END.search(text):
+        return SENTENCE_PAUSE_S
+    if _CLAUSE_END.search(text):
+        return CLAUSE_PAUSE_S
+    return WORD_PAUSE_S
 
 
 @dataclass(frozen=True)
 class ClonedVoice:
-    """A reference to continue: its transcript and its SNAC frames, (T, 7) codes."""
+    """A reference to continue: its transcript and its codec frames, (T, codes per frame)."""
 
     reference_text: str
     frames: np.ndarray
 
 
 @dataclass(frozen=True)
+class Segment:
+    """One engine request of a job: normalized text, its prompt and sampling parameters."""
+
+    text: str
+    prompt: str
+    params: SamplingParams
+    pause_s: float  # silence after it (0 for the last)
+
+
+@dataclass(frozen=True)
 class SpeechJob:
-    """Everything needed to synthesise one utterance, validated."""
+    """Everything needed to synthesise one request, validated."""
 
     request_id: str
-    prompt: str
     speaker: str
-    params: SamplingParams
+    segments: tuple[Segment, ...]
     plan: ChunkPlan
     response_format: str
     stream: bool
@@ -61,6 +92,16 @@ class SpeechJob:
     speed: float = 1.0
     ignored_fields: tuple[str, ...] = ()
     instructions_ignored: bool = False
+    route: str = "speech"  # the endpoint it came from, for tts_requests_total{route}
+
+    @property
+    def prompt(self) -> str:
+        """The first segment's prompt (the whole prompt for short text)."""
+        return self.segments[0].prompt
+
+    @property
+    def params(self) -> SamplingParams:
+        return self.segments[0].params
 
 
 class SpeechService:
@@ -71,6 +112,7 @@ class SpeechService:
         worker: CodecWorker,
         profile: ResolvedProfile,
         metrics: Metrics,
+        admission: Admission,
         *,
         sample_rate: int,
         samples_per_frame: int,
@@ -80,6 +122,7 @@ class SpeechService:
         self.worker = worker
         self.profile = profile
         self.metrics = metrics
+        self.admission = admission
         self.sample_rate = sample_rate
         self.samples_per_frame = samples_per_frame
         self.voice_map = settings.resolved_voice_map()
@@ -107,11 +150,22 @@ class SpeechService:
             return voice
         if voice in self.voice_map:
             return self.voice_map[voice]
-        if voice.lower() in self.voice_map:  # "Alloy" as some apps capitalise it
+        if voice.lower() in self.voice_map:  # "Alloy", as some apps capitalise it
             return self.voice_map[voice.lower()]
         known = ", ".join([*self.settings.speakers, *self.voice_map])
         raise InvalidRequest(f"Unknown voice {voice!r}. Available voices: {known}.",
                              param="voice", code="invalid_voice")
+
+    def speaker_for_description(self, description: str | None) -> str:
+        """Seed 004's free-form `voice_description`: the first speaker or OpenAI voice it
+        names, else DEFAULT_SPEAKER (the served models take no voice descriptions)."""
+        if description:
+            words = re.findall(r"[\w-]+", description.lower())
+            for word in words:
+                for name in (*self.settings.speakers, *self.voice_map):
+                    if word == name.lower():
+                        return self.resolve_speaker(name)
+        return self.settings.default_speaker
 
     def chunk_plan(self, playback_speed: float | None, overlap: float | None) -> ChunkPlan:
         speed = self.settings.default_playback_speed if playback_speed is None else playback_speed
@@ -128,12 +182,23 @@ class SpeechService:
             sample_rate=self.sample_rate, samples_per_frame=self.samples_per_frame,
         )
 
+    def split(self, text: str, normalize: bool) -> list[str]:
+        """Speakable segments of `text`, each normalized on its own when asked."""
+        text = strip_control_chars(text)
+        pieces = segment_text(text, max_chars=SEGMENT_MAX_CHARS,
+                              first_max_chars=FIRST_SEGMENT_MAX_CHARS)
+        if normalize:
+            pieces = [normalize_text(piece) for piece in pieces]
+        return [piece.strip() for piece in pieces if piece.strip()]
+
     def prepare(
-        self, request: SpeechRequest, request_id: str, cloned: ClonedVoice | None = None
+        self, request: SpeechRequest, request_id: str, cloned: ClonedVoice | None = None, *,
+        max_input_chars: int | None = None,
     ) -> SpeechJob:
         """Validate a request completely, before anything is sent to the engine or client.
 
         `cloned` (a custom voice or an uploaded reference) replaces the speaker voice.
+        `max_input_chars` overrides MAX_INPUT_CHARS (0: no limit, for the WebSocket).
         """
         self.resolve_model(request.model)
         response_format = request.response_format or self.default_format(request.model)
@@ -144,28 +209,32 @@ class SpeechService:
         else:
             raise NotFound(f"Voice {request.voice.id!r} does not exist.", param="voice",
                            code="voice_not_found")
-        if len(request.input) > self.settings.max_input_chars:
+        limit = self.settings.max_input_chars if max_input_chars is None else max_input_chars
+        if limit and len(request.input) > limit:
             raise InvalidRequest(
-                f"input is {len(request.input)} characters; the limit is "
-                f"{self.settings.max_input_chars}", param="input", code="string_above_max_length")
-        text = strip_control_chars(request.input)
-        if request.normalize_malaysian:
-            text = normalize_text(text)
-        text = text.strip()
-        if not text:
+                f"input is {len(request.input)} characters; the limit is {limit}",
+                param="input", code="string_above_max_length")
+        texts = self.split(request.input, request.normalize_malaysian)
+        if not texts:
             raise InvalidRequest("input has no speakable text", param="input")
         plan = self.chunk_plan(request.playback_speed, request.playback_overlap_speed)
         profile = self.profile.profile
-        if cloned is None:
-            prompt = profile.build_prompt(speaker, text)
-        else:
-            prompt = profile.build_clone_prompt(cloned.reference_text, cloned.frames, text)
+        segments = []
+        for i, text in enumerate(texts):
+            if cloned is None:
+                prompt = profile.build_prompt(speaker, text)
+            else:
+                prompt = profile.build_clone_prompt(cloned.reference_text, cloned.frames, text)
+            last = i == len(texts) - 1
+            segments.append(Segment(
+                text=text, prompt=prompt,
+                params=self.sampling_params(text, request.temperature,
+                                            request.repetition_penalty, request.max_tokens),
+                pause_s=0.0 if last else pause_after(text)))
         return SpeechJob(
             request_id=request_id,
-            prompt=prompt,
             speaker=speaker,
-            params=self.sampling_params(text, request.temperature, request.repetition_penalty,
-                                        request.max_tokens),
+            segments=tuple(segments),
             plan=plan,
             response_format=response_format,
             stream=request.stream,
@@ -176,18 +245,26 @@ class SpeechService:
             instructions_ignored=bool(request.instructions and request.instructions.strip()),
         )
 
+    def token_budget(self, text: str, max_tokens: int | None) -> int:
+        """Tokens one segment may generate: sized from its text, capped by `max_tokens`."""
+        layout = self.profile.layout
+        tokens_per_s = layout.tokens_per_frame * self.sample_rate / self.samples_per_frame
+        seconds = estimate_speech_seconds(text) * BUDGET_FACTOR + BUDGET_SLACK_S
+        budget = math.ceil(seconds * tokens_per_s)
+        cap = self.settings.default_max_tokens if max_tokens is None else max_tokens
+        per_char = self.profile.profile.max_frames_per_input_char
+        if per_char is not None:
+            frames = max(4, math.ceil(len(text) * per_char))
+            budget = min(budget, frames * layout.tokens_per_frame + 1)
+        return max(layout.tokens_per_frame, min(budget, cap))
+
     def sampling_params(
         self, text: str, temperature: float | None, repetition_penalty: float | None,
         max_tokens: int | None,
     ) -> SamplingParams:
         settings, profile = self.settings, self.profile
-        limit = settings.default_max_tokens if max_tokens is None else max_tokens
-        per_char = profile.profile.max_frames_per_input_char
-        if per_char is not None:
-            frames = max(4, math.ceil(len(text) * per_char))
-            limit = min(limit, frames * profile.layout.tokens_per_frame + 1)
         return SamplingParams(
-            max_tokens=limit,
+            max_tokens=self.token_budget(text, max_tokens),
             temperature=settings.default_temperature if temperature is None else temperature,
             repetition_penalty=(settings.default_repetition_penalty
                                 if repetition_penalty is None else repetition_penalty),
@@ -195,117 +272,18 @@ class SpeechService:
             add_special_tokens=profile.profile.add_special_tokens,
         )
 
-    async def open(self, job: SpeechJob) -> AudioStream:
-        """Start generation; engine-side rejections raise here, before any byte is sent."""
-        tokens = await self.engine.open_stream(job.prompt, job.params, job.request_id)
-        return AudioStream(self, job, tokens)
+    async def open(self, job: SpeechJob, *, admit: bool = True) -> SpeechStream:
+        """Take a stream slot (429 when there is none) and start the first segment.
 
-
-class AudioStream:
-    """Float32 audio chunks for one job. Iterate once; closing aborts the engine request."""
-
-    def __init__(self, service: SpeechService, job: SpeechJob, tokens: TokenStream):
-        self._service = service
-        self.job = job
-        self._tokens = tokens
-        self.assembler = FrameAssembler(service.profile.layout)
-        self.stitcher = Stitcher(job.plan)
-        self.started = time.perf_counter()
-        self.first_audio_at: float | None = None
-        self.first_frame_at: float | None = None
-        self.decode_s = 0.0  # moving estimate of one window's decode wall time
-        self.urgent_windows = 0
-        self._closed = False
-
-    def _urgent(self, planner: ChunkPlanner, available: int) -> bool:
-        """Would waiting for a full-size chunk let the listener's buffer run dry?"""
-        if self.first_audio_at is None or self.first_frame_at is None:
-            return False
-        now = time.perf_counter()
-        buffered_s = self.stitcher.emitted_samples / self._service.sample_rate - (
-            now - self.first_audio_at)
-        frames_per_s = available / max(now - self.first_frame_at, 1e-3)
-        wait_s = planner.frames_missing(available) / frames_per_s
-        return buffered_s < wait_s + self.decode_s + URGENCY_MARGIN_S
-
-    async def _decode(self, frames: list[list[int]], planner: ChunkPlanner, finished: bool
-                      ) -> AsyncIterator[np.ndarray]:
-        while True:
-            urgent = not finished and self._urgent(planner, len(frames))
-            window = planner.next_window(len(frames), finished, urgent=urgent)
-            if window is None:
-                return
-            self.urgent_windows += urgent
-            window_frames = np.asarray(frames[window.window_start:window.window_end],
-                                       dtype=np.int64)  # (T, 7)
-            started = time.perf_counter()
-            audio = await self._service.worker.decode(window_frames)
-            took = time.perf_counter() - started
-            self.decode_s = took if not self.decode_s else 0.7 * self.decode_s + 0.3 * took
-            chunk = self.stitcher.push(window, audio)
-            if self._service.settings.debug_audio:
-                await self._dump(window, audio, chunk)
-            if chunk.size:
-                yield chunk
-
-    async def chunks(self) -> AsyncIterator[np.ndarray]:
-        service, job = self._service, self.job
-        planner = ChunkPlanner(job.plan)
-        frames: list[list[int]] = []
-        service.metrics.active_streams += 1
-        outcome = "error"
+        `admit=False`: the caller already holds a slot (a WebSocket session holds one).
+        Engine-side rejections raise here, before any byte is sent.
+        """
+        slot: Slot | None = await self.admission.acquire() if admit else None
         try:
-            async for ids in self._tokens:
-                frames.extend(self.assembler.push(ids))
-                if frames and self.first_frame_at is None:
-                    self.first_frame_at = time.perf_counter()
-                async for chunk in self._decode(frames, planner, finished=False):
-                    yield self._mark(chunk)
-            async for chunk in self._decode(frames, planner, finished=True):
-                yield self._mark(chunk)
-            outcome = "ok"
-        finally:
-            await self.aclose()
-            service.metrics.active_streams -= 1
-            if outcome == "error" and self.stitcher.emitted_samples:
-                outcome = "aborted"
-            service.metrics.requests[outcome] += 1
-            service.metrics.misplaced_tokens += self.assembler.stats.misplaced
-            seconds = self.stitcher.emitted_samples / service.sample_rate
-            service.metrics.audio_seconds += seconds
-            stats = self.assembler.stats
-            logger.info(
-                "%s: %d tokens, %d frames, %d misplaced, %.2f s audio in %.2f s, "
-                "first audio %.3f s, redundancy %.2f, %d urgent windows, finish %s",
-                outcome, stats.tokens, stats.frames, stats.misplaced, seconds,
-                time.perf_counter() - self.started,
-                (self.first_audio_at or math.nan) - self.started, self.stitcher.redundancy,
-                self.urgent_windows,
-                self._tokens.finish_reason,
-            )
-
-    async def _dump(self, window: Window, decoded: np.ndarray, emitted: np.ndarray) -> None:
-        """DEBUG_AUDIO: each decoded window and each emitted chunk, as WAV files."""
-        folder = Path(self._service.settings.data_dir) / "debug_audio" / self.job.request_id
-        rate = self._service.sample_rate
-        stem = f"{window.start:05d}-{window.end:05d}"
-        await asyncio.to_thread(write_wav, folder / f"{stem}.window.wav", decoded, rate)
-        await asyncio.to_thread(write_wav, folder / f"{stem}.chunk.wav", emitted, rate)
-
-    async def aclose(self) -> None:
-        """Abort the engine request if still running. Safe to call more than once."""
-        if not self._closed:
-            self._closed = True
-            await self._tokens.aclose()
-
-    def usage(self) -> dict[str, int]:
-        """OpenAI's usage object, from the engine's own token counts."""
-        prompt = self._tokens.prompt_tokens or 0
-        output = self._tokens.completion_tokens
-        return {"input_tokens": prompt, "output_tokens": output, "total_tokens": prompt + output}
-
-    def _mark(self, chunk: np.ndarray) -> np.ndarray:
-        if self.first_audio_at is None:
-            self.first_audio_at = time.perf_counter()
-            self._service.metrics.first_audio_s.observe(self.first_audio_at - self.started)
-        return chunk
+            stream = SpeechStream(self, job, slot)
+            await stream.start()
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        return stream

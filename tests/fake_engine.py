@@ -13,8 +13,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from app.codec.info import SNAC_24KHZ
+
+# The SNAC demo model's vocabulary: <|snac_P_C|> = BASE + P * CODES + C.
 BASE = 300
-SPEECH_END = BASE + 7 * 4096
+WIDTH = SNAC_24KHZ.codes_per_frame
+CODES = SNAC_24KHZ.codebook_size
+SPEECH_END = BASE + WIDTH * CODES
 IM_END = SPEECH_END + 1
 
 
@@ -30,7 +35,8 @@ class Script:
 
 
 def frame_tokens(n_frames: int) -> list[int]:
-    return [BASE + p * 4096 + (f * 31 + p * 7) % 4096 for f in range(n_frames) for p in range(7)]
+    return [BASE + p * CODES + (f * 31 + p * 7) % CODES
+            for f in range(n_frames) for p in range(WIDTH)]
 
 
 def create_fake_engine(script: Script) -> Starlette:
@@ -44,7 +50,7 @@ def create_fake_engine(script: Script) -> Starlette:
     async def tokenize(request: Request) -> JSONResponse:
         prompt = (await request.json())["prompt"]
         if m := re.fullmatch(r"<\|snac_(\d)_(\d+)\|>", prompt):
-            return JSONResponse({"tokens": [BASE + int(m[1]) * 4096 + int(m[2])]})
+            return JSONResponse({"tokens": [BASE + int(m[1]) * CODES + int(m[2])]})
         special = {"<|speech_end|>": SPEECH_END, "<|im_end|>": IM_END}
         if prompt in special:
             return JSONResponse({"tokens": [special[prompt]]})
@@ -56,9 +62,9 @@ def create_fake_engine(script: Script) -> Starlette:
         if "TOO_LONG" in body["prompt"]:
             return JSONResponse({"error": {"message": "maximum context length is 8192",
                                            "type": "BadRequestError", "code": 400}}, 400)
-        tokens = frame_tokens(min(script.frames, body["max_tokens"] // 7))
+        tokens = frame_tokens(min(script.frames, body["max_tokens"] // WIDTH))
         if script.misplace_at is not None:
-            tokens[script.misplace_at] = BASE + ((script.misplace_at % 7) + 3) % 7 * 4096
+            tokens[script.misplace_at] = BASE + ((script.misplace_at % WIDTH) + 3) % WIDTH * CODES
         tokens.append(SPEECH_END)
         by_logprobs = bool(body.get("return_tokens_as_token_ids"))
 
@@ -74,6 +80,12 @@ def create_fake_engine(script: Script) -> Starlette:
             script.running += 1
             done = False
             try:
+                if "STALL_FOREVER" in body["prompt"]:  # accepts, then sends nothing
+                    await asyncio.sleep(3600)
+                if "MALFORMED_OUTPUT" in body["prompt"]:
+                    yield event(tokens[:7], None)
+                    yield "data: {this is not json\n\n"
+                    await asyncio.sleep(3600)
                 step = script.tokens_per_event
                 for i in range(0, len(tokens), step):
                     if "FAIL_MIDWAY" in body["prompt"] and i >= len(tokens) // 2:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import struct
 import time
 
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import OPENAI_VOICES, Settings
 from app.server import create_app
@@ -36,6 +36,15 @@ def api(engine_url):
 def reset_script(script):
     script.frames, script.delay_s, script.misplace_at = 12, 0.0, None
     script.requests.clear()
+
+
+def metric_value(exposition: str, name: str) -> float:
+    """The value of the unlabelled sample `name` in a Prometheus text exposition."""
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return sample.value
+    raise AssertionError(f"{name} is not in the exposition")
 
 
 def speak(api, **fields):
@@ -146,14 +155,14 @@ def test_misplaced_tokens_are_counted_not_decoded(api, script):
     script.misplace_at = 9  # inside frame 1
     r = speak(api)
     assert len(r.content) == 11 * 2048 * 2
-    assert "tts_misplaced_tokens_total" in api.get("/metrics").text
-    assert api.app.state.tts.metrics.misplaced_tokens >= 1
+    misplaced = metric_value(api.get("/metrics").text, "tts_misplaced_tokens_total")
+    assert misplaced >= 1 and api.app.state.tts.metrics.misplaced_tokens == misplaced
 
 
 def test_client_disconnect_aborts_the_engine_request(api, script):
     script.frames, script.delay_s = 400, 0.01
     aborted = script.aborted
-    with api.stream("POST", SPEECH, json={"input": "x" * 500}) as r:
+    with api.stream("POST", SPEECH, json={"input": "x" * 50}) as r:
         assert r.status_code == 200
         next(r.iter_bytes())
     deadline = time.monotonic() + 5
@@ -161,6 +170,21 @@ def test_client_disconnect_aborts_the_engine_request(api, script):
         time.sleep(0.05)
     assert script.aborted == aborted + 1 and script.running == 0
     assert api.app.state.tts.metrics.active_streams == 0
+
+
+def test_client_disconnect_aborts_every_segment_in_flight(api, script):
+    script.frames, script.delay_s = 400, 0.01
+    aborted, sent = script.aborted, len(script.requests)
+    long_text = " ".join(f"Sentence number {i} is here." for i in range(12))
+    with api.stream("POST", SPEECH, json={"input": long_text}) as r:
+        assert r.status_code == 200
+        next(r.iter_bytes())
+    deadline = time.monotonic() + 5
+    while script.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    opened = len(script.requests) - sent
+    assert opened == 2  # the current segment and the one generating ahead, no more
+    assert script.aborted == aborted + opened and script.running == 0
 
 
 def test_engine_failure_mid_stream_breaks_the_body(api):
@@ -179,6 +203,19 @@ def test_info_endpoints(api):
     health = api.get("/health").json()
     assert health["status"] == "ok" and health["demo"] is True
     assert health["engine"]["reachable"] and health["codec"]["loaded"]
+    assert health["model_loaded"] is True and health["device"] == "cpu"
+    assert 0 <= health["uptime_seconds"] < 600
+
+
+def test_health_hides_the_engine_address_and_reports_draining(engine_url):
+    app = create_app(proxy_settings(engine_url), codec_factory=lambda s: RecordingCodec())
+    with serve(app) as url:
+        r = httpx.get(url + "/health")
+        assert r.status_code == 200
+        assert engine_url.split("//")[1] not in r.text and "url" not in r.json()["engine"]
+        app.state.tts.admission.start_draining()
+        draining = httpx.get(url + "/health")
+    assert draining.status_code == 503 and draining.json()["status"] == "draining"
 
 
 def test_debug_audio_saves_windows_and_chunks(engine_url, tmp_path):
@@ -275,9 +312,14 @@ def test_unknown_fields_and_instructions_are_ignored_and_named(api):
 
 
 def test_every_openai_voice_resolves(api, script):
+    speakers = api.app.state.tts.settings.speakers
+    spoken = {}
     for voice in OPENAI_VOICES:
         r = speak(api, voice=voice, model="tts-1", response_format="pcm")
         assert r.status_code == 200, (voice, r.text)
+        spoken[voice] = script.requests[-1]["prompt"].removeprefix("<|im_start|>").split(": ")[0]
+    # Round-robin over the configured speakers, in order (no VOICE_MAP here).
+    assert spoken == {voice: speakers[i % len(speakers)] for i, voice in enumerate(OPENAI_VOICES)}
 
 
 def test_discovery_endpoints_for_pickers_and_prewarm(api):
@@ -301,5 +343,4 @@ def test_loud_decodes_are_limited_and_counted(engine_url):
         metrics = httpx.get(url + "/metrics").text
     pcm = np.frombuffer(r.content, "<i2")
     assert pcm.max() <= 32767 and pcm.min() >= -32767 and np.abs(pcm).max() > 30000
-    clipped = int(re.search(r"^tts_clipped_samples_total (\d+)$", metrics, re.M)[1])
-    assert clipped > 0
+    assert metric_value(metrics, "tts_clipped_samples_total") > 0

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+
+import av
 import numpy as np
 import pytest
 
 from app.delivery.conditioning import (
-    FADE_IN_S, Conditioner, TimeStretcher, soft_limit, tempo_stages, to_int16,
+    FADE_IN_S,
+    Conditioner,
+    TimeStretcher,
+    soft_limit,
+    tempo_stages,
+    to_int16,
 )
 from app.delivery.encoders import AvEncoder, create_encoder
 from app.delivery.formats import MEDIA_TYPES, RESPONSE_FORMATS
-from app.delivery.pipeline import AudioPipeline
+from app.delivery.pipeline import AudioPipeline, encoded
+from app.delivery.respond import sse_body
 from tests.decoding import decode
 
 RATE = 24000
@@ -170,3 +181,85 @@ def test_speed_one_bypasses_the_filter():
     assert conditioner._stretch is None
     audio = tone(0.2)
     assert conditioner.push(audio).size == audio.size
+
+
+class _Source:
+    """Three chunks of a tone, as a synthesis would yield them."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def chunks(self):
+        for chunk in chunked(tone(0.8)):
+            yield chunk
+
+    def usage(self) -> dict[str, int]:
+        return {"input_tokens": 3, "output_tokens": 5, "total_tokens": 8}
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class _FailingEncoder:
+    """Encodes the first chunk, then fails (an FFmpeg error mid-stream)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def start(self) -> bytes:
+        return b""
+
+    def encode(self, pcm: np.ndarray) -> bytes:
+        self.calls += 1
+        if self.calls > 1:
+            raise av.FFmpegError(-1, "encoder exploded")
+        return b"x" * 10
+
+    def finish(self) -> bytes:
+        return b""
+
+
+async def test_encoder_failing_mid_stream_raises_so_the_body_is_cut():
+    pipeline = AudioPipeline("mp3", RATE)
+    pipeline.encoder = _FailingEncoder()
+    got = []
+    with pytest.raises(av.FFmpegError):
+        async for data in encoded(_Source(), pipeline):
+            got.append(data)
+    assert got == [b"x" * 10]  # what was encoded went out; the rest never pretends to
+
+
+async def test_encoder_failing_mid_sse_sends_an_error_event_and_ends():
+    pipeline = AudioPipeline("mp3", RATE)
+    pipeline.encoder = _FailingEncoder()
+    events = [json.loads(e[5:]) async for e in sse_body(_Source(), pipeline)]
+    assert [e["type"] for e in events] == ["speech.audio.delta", "error"]
+    assert events[-1]["error"]["code"] == "stream_failed" and events[-1]["error"]["message"]
+
+
+async def test_sse_body_ends_with_usage():
+    events = [json.loads(e[5:]) async for e in sse_body(_Source(), AudioPipeline("pcm", RATE))]
+    assert events[-1] == {"type": "speech.audio.done",
+                          "usage": {"input_tokens": 3, "output_tokens": 5, "total_tokens": 8}}
+    audio = b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
+    assert len(audio) == tone(0.8).size * 2
+
+
+def test_resampling_pipeline_changes_the_rate():
+    pipeline = AudioPipeline("pcm", RATE, output_rate=16000)
+    out = b"".join([pipeline.push(c) for c in chunked(tone(1.0))] + [pipeline.finish()])
+    assert len(out) // 2 == pytest.approx(16000, abs=2)
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac"])
+async def test_closing_while_a_step_runs_in_its_thread_waits_for_it(fmt):
+    """A disconnect cancels the await of an encoding step, not its thread: closing must not
+    free FFmpeg state under it (that crashed the process), and later steps do nothing."""
+    pipeline = AudioPipeline(fmt, RATE, speed=1.5)
+    long_chunk = tone(20.0)
+    step = asyncio.ensure_future(pipeline.run(pipeline.push, long_chunk))
+    await asyncio.sleep(0.001)
+    step.cancel()  # as a client disconnect does
+    pipeline.close()
+    assert pipeline.push(tone(0.1)) == b"" and pipeline.finish() == b""
+    await asyncio.sleep(0.05)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+
 import numpy as np
 import pytest
 
 from app.codec.worker import CodecWorker
 from tests.fakes import RecordingCodec
+
 
 def frames(value: int, steps: int) -> np.ndarray:
     return np.full((steps, 7), value, dtype=np.int64)
@@ -111,3 +113,26 @@ async def test_large_groups_are_split_to_bound_frames_per_call():
         worker.stop()
     assert [r[0] for r in results] == [9, 0, 1, 2, 3, 4, 5, 6]
     assert sorted(codec.batches[1:]) == [(1, 6), (3, 6), (3, 6)]  # 3 x 6 frames <= 20
+
+
+async def test_worker_decodes_one_code_neucodec_frames_in_equal_length_groups():
+    from app.codec.info import NEUCODEC
+
+    codec = RecordingCodec(layout=NEUCODEC)
+    codec.gate.clear()
+    worker = CodecWorker(codec, dynamic_batching=True, max_batch_size=8, batch_wait_s=0.05)
+    # The automatic cap is the same audio length as SNAC's 64 frames, in 20 ms frames.
+    assert worker.max_batch_frames == round(64 * 2048 / 480)
+    worker.start()
+    try:
+        first = asyncio.ensure_future(worker.decode(np.full((5, 1), 9, dtype=np.int64)))
+        await asyncio.sleep(0.05)
+        windows = [np.full((steps, 1), steps, dtype=np.int64) for steps in (75, 75, 80)]
+        tasks = [asyncio.ensure_future(worker.decode(w)) for w in windows]
+        await asyncio.sleep(0.01)
+        codec.gate.set()
+        results = await asyncio.gather(first, *tasks)
+    finally:
+        worker.stop()
+    assert [r.shape for r in results] == [(5 * 480,), (75 * 480,), (75 * 480,), (80 * 480,)]
+    assert sorted(codec.batches[1:]) == [(1, 80), (2, 75)]  # grouped by length, never padded

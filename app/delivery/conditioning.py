@@ -82,7 +82,7 @@ class TimeStretcher:
         self._flushed = False
 
     def _pull(self) -> list[np.ndarray]:
-        out = []
+        out: list[np.ndarray] = []
         while True:
             try:
                 frame = self._graph.pull()

@@ -130,6 +130,7 @@ class AvEncoder:
         self._container = av.open(self._file, "w", format=spec.container,
                                   options=dict(spec.container_options))
         stream = self._container.add_stream(spec.codec, rate=sample_rate)
+        assert isinstance(stream, av.AudioStream)  # an audio codec name gives an audio stream
         stream.layout = "mono"
         if spec.bit_rate:
             stream.bit_rate = spec.bit_rate

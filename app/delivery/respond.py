@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.delivery.formats import MEDIA_TYPES
+from app.delivery.http import AudioStreamingResponse, run_until_disconnect
 from app.delivery.pipeline import AudioPipeline, AudioSource, encoded
 from app.errors import TTSError
-from app.routes.common import AudioStreamingResponse, run_until_disconnect
 from app.state import AppState
 from app.synthesis import SpeechJob
 
@@ -73,7 +73,7 @@ async def sse_body(source: AudioSource, pipeline: AudioPipeline) -> AsyncIterato
 
 
 def _count(state: AppState, pipeline: AudioPipeline) -> None:
-    state.metrics.clipped_samples += pipeline.conditioner.clipped
+    state.metrics.clipped(pipeline.conditioner.clipped)
 
 
 async def _counted(state: AppState, pipeline: AudioPipeline,
@@ -97,13 +97,15 @@ async def respond_with_audio(
         headers["X-Audio-Format"] = job.response_format
         return AudioStreamingResponse(
             _counted(state, pipeline, sse_body(source, pipeline)), on_close=source.aclose,
-            media_type=SSE_MEDIA_TYPE, headers=headers)
+            send_timeout_s=state.settings.send_timeout_s, media_type=SSE_MEDIA_TYPE,
+            headers=headers)
     media_type = MEDIA_TYPES[job.response_format]
     if job.stream:
         pipeline = AudioPipeline(job.response_format, rate, speed=job.speed)
         return AudioStreamingResponse(
             _counted(state, pipeline, encoded(source, pipeline)), on_close=source.aclose,
-            media_type=media_type, headers=headers)
+            send_timeout_s=state.settings.send_timeout_s, media_type=media_type,
+            headers=headers)
     pipeline = AudioPipeline(job.response_format, rate, speed=job.speed, whole_file=True)
 
     async def collect() -> bytes:

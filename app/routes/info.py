@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from http import HTTPStatus
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, Response
 
 from app.errors import NotFound
+from app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.protocol import ModelCard, ModelList
 from app.state import AppState
 
@@ -49,35 +51,38 @@ async def retrieve_model(request: Request) -> JSONResponse:
 
 
 async def health(request: Request) -> JSONResponse:
+    """200 while the engine answers and the codec worker runs; 503 otherwise and while draining.
+
+    Public (never behind an API key): it names no internal address.
+    """
     state = _state(request)
     engine_ok = await state.engine.healthy()
     codec_ok = state.worker.alive
+    model_loaded = engine_ok and codec_ok
+    if state.admission.draining:
+        status = "draining"
+    else:
+        status = "ok" if model_loaded else "unavailable"
     body = {
-        "status": "ok" if engine_ok and codec_ok else "unavailable",
+        "status": status,
+        "model_loaded": model_loaded,
+        "device": state.codec_info.device,
+        "uptime_seconds": round(max(0.0, time.time() - state.started_at), 3),
         "demo": state.demo,
-        "engine": {"reachable": engine_ok, "url": state.settings.tts_api,
-                   "model": state.engine.model, "profile": state.profile.profile.name},
+        "engine": {"reachable": engine_ok, "model": state.engine.model,
+                   "profile": state.profile.profile.name},
         "codec": {"loaded": codec_ok, "source": state.codec_info.source,
                   "random_weights": state.codec_info.random_weights,
                   "device": state.codec_info.device, "dtype": state.codec_info.dtype},
         "active_streams": state.metrics.active_streams,
+        "queued_requests": state.admission.queued,
     }
     if state.demo:
         body["warning"] = "DEMO MODE: generated weights produce noise, not speech"
-    status = HTTPStatus.OK if body["status"] == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
-    return JSONResponse(body, status_code=status)
+    code = HTTPStatus.OK if status == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
+    return JSONResponse(body, status_code=code)
 
 
-async def metrics(request: Request) -> PlainTextResponse:
-    state = _state(request)
-    stats = state.worker.stats
-    extra = {
-        "tts_codec_decode_calls_total": stats.decode_calls,
-        "tts_codec_windows_total": stats.windows,
-        "tts_codec_frames_total": stats.frames,
-        "tts_codec_max_batch": stats.max_batch,
-        "tts_codec_busy_seconds_total": round(stats.busy_s, 6),
-        "tts_codec_withdrawn_total": stats.withdrawn,
-    }
-    return PlainTextResponse(state.metrics.render(extra),
-                             media_type="text/plain; version=0.0.4")
+async def metrics(request: Request) -> Response:
+    """Prometheus' text format (0.0.4); see `app.metrics` for the series."""
+    return Response(_state(request).metrics.render(), media_type=METRICS_CONTENT_TYPE)

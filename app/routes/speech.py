@@ -5,11 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.custom_voices import cloned_voice
 from app.delivery.respond import respond_with_audio
 from app.protocol import SpeechRequest, VoiceRef
 from app.routes.common import parse_json
 from app.state import AppState, request_id_of
-from app.custom_voices import cloned_voice
 
 
 async def create_speech(request: Request) -> Response:

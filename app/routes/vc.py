@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from app.codec.layout import TOKENS_PER_FRAME
 from app.delivery.respond import respond_with_audio
 from app.errors import InvalidRequest
 from app.protocol import VoiceCloneForm
@@ -16,19 +17,19 @@ from app.synthesis import ClonedVoice, SpeechJob
 from app.uploads import read_multipart
 
 REFERENCE_FIELD = "reference_audio"
-NO_FRAMES = np.zeros((0, TOKENS_PER_FRAME), dtype=np.int64)
 
 
 def _prepare(state: AppState, form: VoiceCloneForm, request_id: str, reference_text: str,
              frames: np.ndarray) -> SpeechJob:
     try:
-        return state.speech.prepare(form.speech_request(), request_id,
-                                    cloned=ClonedVoice(reference_text, frames))
+        job = state.speech.prepare(form.speech_request(), request_id,
+                                   cloned=ClonedVoice(reference_text, frames))
     except InvalidRequest as exc:
         if exc.param == "input":  # the speech request's `input` is our `generate_text`
             exc.param = "generate_text"
             exc.message = exc.message.replace("input", "generate_text", 1)
         raise
+    return replace(job, route="vc")
 
 
 async def clone_voice(request: Request) -> Response:
@@ -43,7 +44,8 @@ async def clone_voice(request: Request) -> Response:
         form = parse_model(VoiceCloneForm, upload_form.fields)
         reference_text = state.references.reference_text(
             form.reference_text, normalize=form.normalize_malaysian, param="reference_text")
-        _prepare(state, form, request_id, reference_text, NO_FRAMES)  # all checks, before encoding
+        no_frames = np.zeros((0, state.codec_info.layout.codes_per_frame), dtype=np.int64)
+        _prepare(state, form, request_id, reference_text, no_frames)  # all checks, before encoding
         frames = await state.references.encode(upload, param=REFERENCE_FIELD)
     job = _prepare(state, form, request_id, reference_text, frames)
     audio = await state.speech.open(job)

@@ -52,7 +52,7 @@ async def create_voice(request: Request) -> Response:
             form.reference_text, normalize=form.normalize_malaysian, param="reference_text")
         frames = await state.references.encode(upload, param=SAMPLE_FIELD)
     voice = CustomVoice.new(form.name, reference_text, frames, state.codec_info.source,
-                            form.consent)
+                            form.consent, layout=state.codec_info.layout)
     await state.voices.add(voice)
     logger.info("created voice %s (%r, %d frames)", voice.info.id, voice.info.name,
                 frames.shape[0])

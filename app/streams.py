@@ -1,0 +1,305 @@
+"""Audio streams: engine token ids -> frames -> decoded windows -> seamless float32 chunks.
+
+    SpeechStream (one request)            SegmentStream (one engine request)
+      segments in order, the next  ──▶      a reader task: token ids -> frames (as they come)
+      one generating ahead                  windows planned, decoded on the codec worker,
+      pauses between segments               stitched by crossfade -> chunks
+
+Each segment's tokens are read by a task of its own, so the next segment generates while the
+current one decodes and streams (`SEGMENTS_AHEAD` engine requests beyond the current one),
+and an engine failure is seen at once: the window waiting for the codec is withdrawn and the
+stream ends, instead of decoding a backlog first. Segments are joined with a short silence
+(a natural pause) and a few milliseconds of fade on both sides of it, so there is no click.
+Closing the stream aborts every engine request still running and gives the admission slot back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from app.admission import Slot
+from app.audio import write_wav
+from app.codec.layout import FrameAssembler
+from app.engine import TokenStream
+from app.errors import EngineUnavailable
+from app.streaming import ChunkPlanner, Stitcher, Window
+
+if TYPE_CHECKING:
+    from app.synthesis import Segment, SpeechJob, SpeechService
+
+logger = logging.getLogger(__name__)
+
+# Cut a chunk short when the listener's buffer would otherwise come this close to empty.
+URGENCY_MARGIN_S = 0.05
+SEGMENTS_AHEAD = 1
+JOIN_FADE_S = 0.005
+
+
+class SegmentStream:
+    """One segment's engine request and its audio. `start()` once, iterate once, `aclose()`."""
+
+    def __init__(self, service: SpeechService, job: SpeechJob, segment: Segment, index: int):
+        self._service = service
+        self.job = job
+        self.segment = segment
+        self.index = index
+        self.assembler = FrameAssembler(service.profile.layout)
+        self.stitcher = Stitcher(job.plan)
+        self.frames: list[list[int]] = []
+        self.tokens: TokenStream | None = None
+        self._arrived = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self.started = time.perf_counter()
+        self.first_audio_at: float | None = None
+        self.first_frame_at: float | None = None
+        self.decode_s = 0.0  # moving estimate of one window's decode wall time
+        self.urgent_windows = 0
+        self._closed = False
+
+    async def start(self) -> None:
+        """Open the engine request (rejections raise here) and start reading its tokens."""
+        self.started = time.perf_counter()
+        try:
+            self.tokens = await self._service.engine.open_stream(
+                self.segment.prompt, self.segment.params, self._engine_request_id())
+        except EngineUnavailable as exc:
+            self._service.metrics.engine_error(exc.kind)
+            raise
+        self._reader = asyncio.ensure_future(self._read(self.tokens))
+
+    def _engine_request_id(self) -> str:
+        rid = self.job.request_id
+        return rid if self.index == 0 else f"{rid}-{self.index}"
+
+    async def _read(self, tokens: TokenStream) -> None:
+        try:
+            async for ids in tokens:
+                self.frames.extend(self.assembler.push(ids))
+                if self.frames and self.first_frame_at is None:
+                    self.first_frame_at = time.perf_counter()
+                self._arrived.set()
+        except EngineUnavailable as exc:  # counted here, once, whoever reads the failure
+            self._service.metrics.engine_error(exc.kind)
+            raise
+        finally:
+            self._arrived.set()
+
+    def _urgent(self, planner: ChunkPlanner, available: int, buffered_s: float) -> bool:
+        """Would waiting for a full-size chunk let the listener's buffer run dry?"""
+        if self.first_frame_at is None or buffered_s == math.inf:
+            return False
+        now = time.perf_counter()
+        frames_per_s = available / max(now - self.first_frame_at, 1e-3)
+        wait_s = planner.frames_missing(available) / frames_per_s
+        return buffered_s < wait_s + self.decode_s + URGENCY_MARGIN_S
+
+    async def _decode_window(self, window: Window) -> np.ndarray:
+        """Decode one window; an engine failure meanwhile withdraws it and raises at once."""
+        frames = np.asarray(self.frames[window.window_start:window.window_end],
+                            dtype=np.int64)  # (T, codes per frame)
+        decode = asyncio.ensure_future(self._service.worker.decode(frames))
+        reader = self._reader
+        if reader is not None and not reader.done():
+            await asyncio.wait({decode, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done() and not reader.cancelled() and reader.exception() is not None \
+                    and not decode.done():
+                decode.cancel()
+                await asyncio.gather(decode, return_exceptions=True)
+                raise reader.exception()  # type: ignore[misc]
+        return await decode
+
+    async def chunks(self, listener_buffer_s: Callable[[], float] | None = None
+                     ) -> AsyncIterator[np.ndarray]:
+        """Float32 chunks in order. `listener_buffer_s()`: seconds the listener has buffered."""
+        assert self._reader is not None, "start() first"
+        planner = ChunkPlanner(self.job.plan)
+        while True:
+            finished = self._reader.done()
+            if finished:
+                self._reader.result()  # engine errors end the stream here
+            while True:
+                buffered = listener_buffer_s() if listener_buffer_s else math.inf
+                urgent = not finished and self._urgent(planner, len(self.frames), buffered)
+                window = planner.next_window(len(self.frames), finished, urgent=urgent)
+                if window is None:
+                    break
+                self.urgent_windows += urgent
+                started = time.perf_counter()
+                audio = await self._decode_window(window)
+                took = time.perf_counter() - started
+                self.decode_s = took if not self.decode_s else 0.7 * self.decode_s + 0.3 * took
+                chunk = self.stitcher.push(window, audio)
+                if self._service.settings.debug_audio:
+                    await self._dump(window, audio, chunk)
+                if chunk.size:
+                    if self.first_audio_at is None:
+                        self.first_audio_at = time.perf_counter()
+                    yield chunk
+            if finished:
+                return
+            self._arrived.clear()
+            if not self._reader.done():
+                await self._arrived.wait()
+
+    async def _dump(self, window: Window, decoded: np.ndarray, emitted: np.ndarray) -> None:
+        """DEBUG_AUDIO: each decoded window and each emitted chunk, as WAV files."""
+        folder = Path(self._service.settings.data_dir) / "debug_audio" / self.job.request_id
+        rate = self._service.sample_rate
+        stem = f"{window.start:05d}-{window.end:05d}"
+        if self.index:
+            stem = f"s{self.index:03d}-{stem}"
+        await asyncio.to_thread(write_wav, folder / f"{stem}.window.wav", decoded, rate)
+        await asyncio.to_thread(write_wav, folder / f"{stem}.chunk.wav", emitted, rate)
+
+    async def aclose(self) -> None:
+        """Abort the engine request if still running. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self.tokens is not None:
+            await self.tokens.aclose()
+
+
+class SpeechStream:
+    """One request's audio: its segments joined into one continuous signal.
+
+    Implements delivery's `AudioSource`: `chunks()`, `usage()`, `aclose()`.
+    """
+
+    def __init__(self, service: SpeechService, job: SpeechJob, slot: Slot | None):
+        self._service = service
+        self.job = job
+        self._slot = slot
+        self._segments: list[SegmentStream] = []
+        self.started = time.perf_counter()
+        self.first_audio_at: float | None = None
+        self.emitted_samples = 0
+        self._closed = False
+
+    async def start(self) -> None:
+        """Open the first segment's engine request (rejections raise here)."""
+        await self._open(0)
+
+    async def _open(self, index: int) -> SegmentStream:
+        segment = SegmentStream(self._service, self.job, self.job.segments[index], index)
+        self._segments.append(segment)
+        await segment.start()
+        return segment
+
+    def _buffered_s(self) -> float:
+        if self.first_audio_at is None:
+            return math.inf
+        played = time.perf_counter() - self.first_audio_at
+        return self.emitted_samples / self._service.sample_rate - played
+
+    async def _ahead(self, index: int) -> None:
+        """Make sure segments up to `index + SEGMENTS_AHEAD` are generating."""
+        while (len(self._segments) < len(self.job.segments)
+               and len(self._segments) <= index + SEGMENTS_AHEAD):
+            await self._open(len(self._segments))
+
+    def _fade(self, chunk: np.ndarray, *, head: bool) -> np.ndarray:
+        n = min(chunk.size, max(1, round(JOIN_FADE_S * self._service.sample_rate)))
+        ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
+        chunk = chunk.astype(np.float32, copy=True)
+        if head:
+            chunk[:n] *= ramp
+        else:
+            chunk[-n:] *= ramp[::-1]
+        return chunk
+
+    async def chunks(self) -> AsyncIterator[np.ndarray]:
+        service = self._service
+        service.metrics.stream_started()
+        outcome = "error"
+        try:
+            for index in range(len(self.job.segments)):
+                await self._ahead(index)
+                segment = self._segments[index]
+                held: np.ndarray | None = None  # last chunk, held to fade into the pause
+                async for chunk in segment.chunks(self._buffered_s):
+                    if index and held is None and segment.stitcher.emitted_samples == chunk.size:
+                        chunk = self._fade(chunk, head=True)
+                    if held is not None:
+                        yield self._emit(held)
+                    held = chunk
+                if held is not None:
+                    pause = segment.segment.pause_s
+                    if pause:
+                        held = self._fade(held, head=False)
+                    yield self._emit(held)
+                    if pause:
+                        yield self._emit(np.zeros(round(pause * service.sample_rate),
+                                                  np.float32))
+                await segment.aclose()
+            outcome = "ok"
+        finally:
+            await self.aclose()
+            if outcome == "error" and self.emitted_samples:
+                outcome = "aborted"
+            self._finish(outcome)
+
+    def _emit(self, chunk: np.ndarray) -> np.ndarray:
+        if self.first_audio_at is None and chunk.size:
+            self.first_audio_at = time.perf_counter()
+            latency = self.first_audio_at - self.started
+            self._service.metrics.first_audio(latency)
+            self._service.admission.observe_first_audio(latency)
+        self.emitted_samples += chunk.size
+        return chunk
+
+    def _finish(self, outcome: str) -> None:
+        service = self._service
+        tokens = frames = misplaced = urgent = 0
+        decoded = emitted = 0
+        for segment in self._segments:
+            stats = segment.assembler.stats
+            tokens += stats.tokens
+            frames += stats.frames
+            misplaced += stats.misplaced
+            urgent += segment.urgent_windows
+            decoded += segment.stitcher.decoded_samples
+            emitted += segment.stitcher.emitted_samples
+        seconds = self.emitted_samples / service.sample_rate
+        service.metrics.stream_finished(
+            route=self.job.route, outcome=outcome, fmt=self.job.response_format,
+            audio_s=seconds, wall_s=time.perf_counter() - self.started, misplaced=misplaced)
+        finish = self._segments[-1].tokens.finish_reason if (
+            self._segments and self._segments[-1].tokens) else None
+        logger.info(
+            "%s: %d/%d segments, %d tokens, %d frames, %d misplaced, %.2f s audio in %.2f s, "
+            "first audio %.3f s, redundancy %.2f, %d urgent windows, finish %s",
+            outcome, len(self._segments), len(self.job.segments), tokens, frames, misplaced,
+            seconds, time.perf_counter() - self.started,
+            (self.first_audio_at or math.nan) - self.started,
+            decoded / emitted if emitted else 0.0, urgent, finish,
+        )
+
+    def usage(self) -> dict[str, int]:
+        """OpenAI's usage object, from the engine's own token counts, over all segments."""
+        prompt = sum((s.tokens.prompt_tokens or 0) for s in self._segments if s.tokens)
+        output = sum(s.tokens.completion_tokens for s in self._segments if s.tokens)
+        return {"input_tokens": prompt, "output_tokens": output, "total_tokens": prompt + output}
+
+    async def aclose(self) -> None:
+        """Abort every engine request still running; give the slot back. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.gather(*(segment.aclose() for segment in self._segments),
+                                 return_exceptions=True)
+        finally:
+            if self._slot is not None:
+                self._slot.release()
