@@ -11,7 +11,16 @@ HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
 .PHONY: setup setup-ci run lint test test-fast demo-model clean
 
+NEUCODEC_REFERENCE := .cache/neucodec-reference
+
 setup: $(VENV)/.installed $(VLLM_VENV)/.installed
+
+# Test only: the stock NeuCodec package, beside (not in) the API's venv, so that the decoder
+# equality test (>= 100 dB) runs; its own dependencies would break this torch (see the file).
+$(NEUCODEC_REFERENCE)/.installed: requirements-neucodec-reference.txt $(VENV)/.installed
+	$(VENV)/bin/pip install -q --no-deps --target $(NEUCODEC_REFERENCE) \
+		-r requirements-neucodec-reference.txt
+	touch $@
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +51,11 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy app stack
 
 # Tools the tests use when present: as root with apt (CI on Debian), install docker-compose (the
-# compose files are validated instead of skipped) and chromium (the playground's browser tests).
-# A no-op when they are there or we cannot install them.
-APT_TOOLS := docker-compose:docker-compose chromium:chromium
+# compose files are validated instead of skipped), chromium (the playground's browser tests) and
+# PostgreSQL's server binaries (the Postgres voice store's tests run a throwaway server; the
+# tool is a glob over Debian's versioned path). A no-op when they are there or we cannot install them.
+APT_TOOLS := docker-compose:docker-compose chromium:chromium \
+	/usr/lib/postgresql/*/bin/initdb:postgresql
 setup-ci:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		missing=""; \
@@ -61,7 +72,7 @@ setup-ci:
 		fi; \
 	fi
 
-test: setup setup-ci lint
+test: setup $(NEUCODEC_REFERENCE)/.installed setup-ci lint
 	$(VENV)/bin/python -m pytest
 
 test-fast: $(VENV)/.installed

@@ -4,8 +4,10 @@ Settings: the API's own `Settings` (HOST, PORT, MODEL_NAME, SNAC_MODEL, ...) and
 `StackSettings` (TTS_MODEL, ENGINE_PORT, ENGINE_DEVICE, ...), both from the environment and `.env`.
 Unless HOST is set, the API listens on loopback only.
 
-Weights: TTS_MODEL and SNAC_MODEL may be HF ids or local directories. When they cannot be had
-(offline, no hub access) the generated demo LM and random-weight SNAC are used instead, loudly.
+Weights: TTS_MODEL (or the seed's STT_MODEL; default the seed's Scicom model, NeuCodec) and
+the codec's weights (NEUCODEC_MODEL or SNAC_MODEL) may be HF ids or local directories. When
+they cannot be had (offline, no hub access) the generated demo LM of the same codec and
+random codec weights are used instead, loudly.
 Whether the hub is reachable is decided once, within seconds (see stack.weights).
 """
 
@@ -26,7 +28,7 @@ from pydantic import ValidationError
 from app.config import Settings
 from stack.config import StackSettings
 from stack.engine import EngineConfig, EngineProcess, EngineStartError, http_status
-from stack.weights import Hub, resolve_lm, resolve_snac
+from stack.weights import Hub, codec_of, resolve_lm, resolve_neucodec, resolve_snac
 
 logger = logging.getLogger("stack")
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,13 +42,17 @@ def api_host(settings: Settings) -> str:
 
 
 def api_environment(base: Mapping[str, str], settings: Settings, *, engine_url: str, snac: str,
-                    lm_demo: bool, hub: Hub) -> dict[str, str]:
+                    lm_demo: bool, hub: Hub, neucodec: str | None = None,
+                    codec: str = "snac") -> dict[str, str]:
     """The API process's environment: the launcher's decisions on top of `base`."""
     env = {**base, **hub.environment(), "TTS_API": engine_url, "SNAC_MODEL": snac,
            "HOST": api_host(settings), "PORT": str(settings.port),
            "MODEL_NAME": settings.model_name}
+    if neucodec is not None:
+        env["NEUCODEC_MODEL"] = neucodec
     if lm_demo:
-        env["MODEL_PROFILE"] = "demo"
+        # The demo of the model's own codec: its profile is detected from its marker token.
+        env["MODEL_PROFILE"] = "demo" if codec == "snac" else "scicom-demo"
     return env
 
 
@@ -91,10 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     if hub.offline:
         logger.warning("hub offline for this run (%s): local, cached or generated weights only",
                        hub.offline_reason)
-    lm, lm_demo = resolve_lm(launcher.tts_model, cache_dir, hub)
-    snac = resolve_snac(settings.snac_model, hub)
-    logger.info("weights decided in %.1f s: model %s, SNAC %s", time.monotonic() - started,
-                lm, snac)
+    model = launcher.model()
+    codec = codec_of(model, settings.codec)
+    lm, lm_demo = resolve_lm(model, cache_dir, hub, codec)
+    if codec == "snac":
+        snac, neucodec = resolve_snac(settings.snac_model, hub), None
+    else:
+        snac, neucodec = settings.snac_model, resolve_neucodec(settings.neucodec_model, hub)
+    codec_weights = snac if codec == "snac" else neucodec
+    logger.info("weights decided in %.1f s: model %s, %s %s", time.monotonic() - started,
+                lm, codec, codec_weights)
 
     engine = EngineProcess(engine_config(launcher, settings, model=lm, device=device,
                                          python=Path(args.engine_python), cache_dir=cache_dir,
@@ -118,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         took = engine.wait_healthy()
         logger.info("vLLM healthy after %.1f s", took)
         env = api_environment(os.environ, settings, engine_url=engine.config.url, snac=snac,
-                              lm_demo=lm_demo, hub=hub)
+                              lm_demo=lm_demo, hub=hub, neucodec=neucodec, codec=codec)
         api = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT)
         wait_http(f"http://{health_host}:{port}/health", api, API_STARTUP_TIMEOUT_S)
         print(f"""
 READY: API on http://{host}:{port} (engine {engine.config.url}, model {lm}{
-" [DEMO: noise, not speech]" if lm_demo or snac == "random" else ""})
+" [DEMO: noise, not speech]" if lm_demo or codec_weights == "random" else ""})
   curl -X POST 'http://{health_host}:{port}/v1/audio/speech' -H 'Content-Type: application/json' \\
     -d '{{"input": "Hello! How can I help you?", "voice": "husein", "response_format": "wav"}}' \\
     --output output.wav

@@ -16,6 +16,9 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+# The seed's model (003): Qwen3-1.7B writing NeuCodec codes. Orpheus (SNAC) is one setting away:
+# TTS_MODEL=canopylabs/orpheus-3b-0.1-ft.
+DEFAULT_TTS_MODEL = "Scicom-intl/Multilingual-TTS-1.7B-Base"
 
 
 class StackSettings(BaseSettings):
@@ -26,9 +29,13 @@ class StackSettings(BaseSettings):
     )
 
     tts_model: str = Field(
-        "canopylabs/orpheus-3b-0.1-ft", alias="TTS_MODEL",
+        "", alias="TTS_MODEL",
         description="Speech LM the engine serves: HF id or local directory. When it cannot be "
-        "had, the generated demo model is served instead.",
+        "had, the generated demo model of the same codec is served instead. Unset: STT_MODEL "
+        "(the seed's spelling), else DEFAULT_TTS_MODEL.",
+    )
+    stt_model: str = Field(
+        "", alias="STT_MODEL", description="The seed's name for TTS_MODEL; TTS_MODEL wins.",
     )
     engine_port: int = Field(9093, alias="ENGINE_PORT", ge=1, le=65535,
                              description="Loopback port of the vLLM engine.")
@@ -71,6 +78,10 @@ class StackSettings(BaseSettings):
     def _blank_is_false(cls, value: object) -> object:
         # huggingface_hub treats an empty HF_HUB_OFFLINE as unset; so do we.
         return False if isinstance(value, str) and not value.strip() else value
+
+    def model(self) -> str:
+        """The speech LM to serve: TTS_MODEL, else the seed's STT_MODEL, else the default."""
+        return self.tts_model.strip() or self.stt_model.strip() or DEFAULT_TTS_MODEL
 
     def device(self) -> Literal["cpu", "cuda"]:
         """ENGINE_DEVICE with auto resolved, the way the Makefile picks the vLLM build."""

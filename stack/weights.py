@@ -83,8 +83,19 @@ class Hub:
             return type(exc).__name__
 
 
-def resolve_lm(model: str, cache_dir: Path, hub: Hub) -> tuple[str, bool]:
-    """(model path or id for vLLM, is_demo)."""
+def codec_of(model: str, codec: str) -> str:
+    """The codec `model` writes: CODEC when set, else guessed from the name (Orpheus family:
+    snac; the seed's Scicom model and anything else: neucodec) — used to pick the demo fallback
+    of the same codec when the model cannot be had. With the weights, the served tokenizer
+    decides (profiles are detected from it)."""
+    if codec != "auto":
+        return codec
+    return "snac" if "orpheus" in model.lower() or "snac" in model.lower() else "neucodec"
+
+
+def resolve_lm(model: str, cache_dir: Path, hub: Hub, codec: str = "neucodec"
+               ) -> tuple[str, bool]:
+    """(model path or id for vLLM, is_demo); the demo fallback writes `codec`'s tokens."""
     if model and (Path(model).is_dir() or hub.missing(model, "config.json") is None):
         return model, False
     if not model:
@@ -94,19 +105,36 @@ def resolve_lm(model: str, cache_dir: Path, hub: Hub) -> tuple[str, bool]:
     else:
         why = "not a local dir and the hub failed"
     logger.warning(DEMO_WARNING.format(what=f"TTS_MODEL {model!r}", why=why))
-    from demo_model import ensure_demo_model
+    from demo_model import ensure_demo_model, ensure_neucodec_demo_model
 
-    return str(ensure_demo_model(cache_dir / "models")), True
+    ensure = ensure_neucodec_demo_model if codec == "neucodec" else ensure_demo_model
+    return str(ensure(cache_dir / "models")), True
+
+
+def resolve_codec_weights(name: str, source: str, hub: Hub,
+                          files: tuple[str, ...] = ("pytorch_model.bin",)) -> str:
+    """A codec's weights (`name`: SNAC_MODEL or NEUCODEC_MODEL) as given when they can be
+    loaded (a local directory, or any of `files` cached or downloadable), else "random"."""
+    if source == "random" or Path(source).is_dir():
+        return source
+    why = ""
+    for filename in files:
+        missing = hub.missing(source, filename)
+        if missing is None:
+            return source
+        why = missing
+    if hub.offline:
+        why = f"{why}; offline: {hub.offline_reason}"
+    logger.warning(DEMO_WARNING.format(what=f"{name} {source!r}", why=why))
+    return "random"
 
 
 def resolve_snac(source: str, hub: Hub) -> str:
     """SNAC_MODEL as given when it can be loaded, else "random" (seeded weights)."""
-    if source == "random" or Path(source).is_dir():
-        return source
-    why = hub.missing(source, "pytorch_model.bin")
-    if why is None:
-        return source
-    if hub.offline:
-        why = f"{why}; offline: {hub.offline_reason}"
-    logger.warning(DEMO_WARNING.format(what=f"SNAC_MODEL {source!r}", why=why))
-    return "random"
+    return resolve_codec_weights("SNAC_MODEL", source, hub)
+
+
+def resolve_neucodec(source: str, hub: Hub) -> str:
+    """NEUCODEC_MODEL as given when it can be loaded, else "random" (seeded weights)."""
+    return resolve_codec_weights("NEUCODEC_MODEL", source, hub,
+                                 ("pytorch_model.bin", "model.safetensors"))

@@ -28,13 +28,23 @@ COMPOSE_FILES: dict[str, dict[str, set[int]]] = {
     "docker-compose.yaml": {"tts-engine": {9093}, "tts-api": {9091}},
     "docker-compose-cpu.yaml": {"tts-engine": {9093}, "tts-api": {9091}},
     "stress-test.yaml": {"stress-test": set()},
+    "docker-compose-scale.yaml": {
+        "tts-engine-1": set(), "tts-engine-2": set(), "tts-router": set(), "postgres": set(),
+        "tts-api-1": {9091}, "tts-api-2": {9091},
+    },
 }
-# What the API compose files set on purpose instead of Settings' default.
+# (file, API service) -> what it sets on purpose instead of Settings' default.
+SCALE_OUT_API = {"TTS_API": "http://tts-router:9093", "ENGINE_HEALTH_PATH": "/readiness",
+                 "VOICE_STORE_URL": "postgresql://tts:${POSTGRES_PASSWORD:-tts}@postgres:5432/tts",
+                 "DATA_DIR": "/data"}
 API_PINNED = {
-    "docker-compose.yaml": {"DATA_DIR": "/data"},
-    "docker-compose-cpu.yaml": {"DATA_DIR": "/data", "CODEC_DEVICE": "cpu"},
+    ("docker-compose.yaml", "tts-api"): {"DATA_DIR": "/data"},
+    ("docker-compose-cpu.yaml", "tts-api"): {"DATA_DIR": "/data", "CODEC_DEVICE": "cpu"},
+    ("docker-compose-scale.yaml", "tts-api-1"): SCALE_OUT_API,
+    ("docker-compose-scale.yaml", "tts-api-2"): SCALE_OUT_API,
 }
-INTERPOLATION = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+# `$${...}` is an escaped, literal `${...}` for the container's shell, not an interpolation.
+INTERPOLATION = re.compile(r"(?<!\$)\$\{(\w+)(?::-([^}]*))?\}")
 
 
 def read_env_example() -> tuple[dict[str, str], set[str]]:
@@ -106,9 +116,9 @@ def test_env_example_loads_as_settings_defaults(monkeypatch):
         "http://tts-engine:9093", "TTS-model", ["husein", "idayu", "jenny"])
 
 
-@pytest.mark.parametrize("name", sorted(API_PINNED))
-def test_compose_api_passes_settings_defaults(name, monkeypatch):
-    environment = resolve_service(name, "tts-api")["environment"]
+@pytest.mark.parametrize("name,service", sorted(API_PINNED))
+def test_compose_api_passes_settings_defaults(name, service, monkeypatch):
+    environment = resolve_service(name, service)["environment"]
     unpassed = set(ALIASES) - set(environment) - UNSET_BY_DEFAULT
     assert not unpassed, f"{name}: tts-api does not pass {sorted(unpassed)}"
 
@@ -117,12 +127,12 @@ def test_compose_api_passes_settings_defaults(name, monkeypatch):
     for key, value in environment.items():
         monkeypatch.setenv(key, with_defaults(str(value)))
     composed, expected = comparable(Settings(_env_file=None)), comparable(defaults)
-    pinned = API_PINNED[name]
+    pinned = API_PINNED[name, service]
     for field_name, field in Settings.model_fields.items():
         if field.alias not in pinned:
             assert composed[field_name] == expected[field_name], field.alias
     assert {alias: environment[alias] for alias in pinned} == pinned
-    assert environment["TTS_API"] == "http://tts-engine:9093"
+    assert environment["TTS_API"] == pinned.get("TTS_API", "http://tts-engine:9093")
     assert (composed["host"], composed["port"]) == ("0.0.0.0", 9091)
 
 

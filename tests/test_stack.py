@@ -24,7 +24,7 @@ from starlette.routing import Route
 from app.config import Settings
 from stack.__main__ import api_environment, engine_config
 from stack.config import StackSettings
-from stack.weights import Hub, probe_hub, resolve_snac
+from stack.weights import Hub, codec_of, probe_hub, resolve_lm, resolve_neucodec, resolve_snac
 from tests.servers import free_port, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -260,3 +260,32 @@ def test_gitignore_keeps_local_env_files_out(path, ignored):
     if check.returncode == 128:
         pytest.skip(f"not a git checkout: {check.stderr.decode().strip()}")
     assert (check.returncode == 0) is ignored
+
+
+def test_the_seeds_model_is_the_default_and_stt_model_is_honoured(clean_env):
+    assert launcher_settings().model() == "Scicom-intl/Multilingual-TTS-1.7B-Base"
+    clean_env.setenv("STT_MODEL", "Scicom-intl/Multilingual-TTS-1.7B-Base-v2")
+    assert launcher_settings().model() == "Scicom-intl/Multilingual-TTS-1.7B-Base-v2"
+    clean_env.setenv("TTS_MODEL", "canopylabs/orpheus-3b-0.1-ft")  # TTS_MODEL wins
+    assert launcher_settings().model() == "canopylabs/orpheus-3b-0.1-ft"
+
+
+def test_codec_follows_the_model_family_unless_set():
+    assert codec_of("Scicom-intl/Multilingual-TTS-1.7B-Base", "auto") == "neucodec"
+    assert codec_of("canopylabs/orpheus-3b-0.1-ft", "auto") == "snac"
+    assert codec_of("/models/my-finetune", "auto") == "neucodec"
+    assert codec_of("/models/my-finetune", "snac") == "snac"
+
+
+def test_offline_fallback_is_the_demo_of_the_same_codec(clean_env):
+    hub = Hub(offline=True, endpoint="http://hub.invalid", offline_reason="test")
+    cache = Path(__file__).resolve().parent.parent / ".cache"
+    neucodec_lm, demo = resolve_lm("Scicom-intl/Multilingual-TTS-1.7B-Base", cache, hub,
+                                   "neucodec")
+    snac_lm, _ = resolve_lm("canopylabs/orpheus-3b-0.1-ft", cache, hub, "snac")
+    assert demo and "neucodec" in Path(neucodec_lm).name and "snac" in Path(snac_lm).name
+    assert resolve_neucodec("neuphonic/neucodec", hub) == "random"
+    env = api_environment({}, Settings(_env_file=None), engine_url="http://127.0.0.1:1",
+                          snac="hubertsiuzdak/snac_24khz", lm_demo=True, hub=hub,
+                          neucodec="random", codec="neucodec")
+    assert env["MODEL_PROFILE"] == "scicom-demo" and env["NEUCODEC_MODEL"] == "random"
