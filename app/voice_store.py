@@ -6,8 +6,8 @@ rows were all SNAC, and opening such a file adds the columns with SNAC's layout 
 
 `VoiceStore` is what the service needs; `SqliteVoiceStore` is the default implementation
 (one file, WAL, blocking calls run in a thread so the event loop never waits on disk).
-`open_voice_store` picks the implementation from VOICE_STORE_URL; another backend
-(Postgres) slots in behind the same Protocol.
+`open_voice_store` picks the implementation from VOICE_STORE_URL: sqlite:/// or blank for
+this module's, postgresql:// for `app.voice_store_postgres` (replicas sharing one store).
 """
 
 from __future__ import annotations
@@ -220,10 +220,10 @@ def open_voice_store(url: str, data_dir: str) -> VoiceStore:
     """The store VOICE_STORE_URL names. Blocking: run it in a thread."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+"):
-        raise VoiceStoreError(
-            "VOICE_STORE_URL names Postgres, but no Postgres voice store is installed in this "
-            "build; use sqlite:///PATH (or leave it blank for DATA_DIR/voices.db)")
+        from app.voice_store_postgres import PostgresVoiceStore  # psycopg only when asked for
+
+        return PostgresVoiceStore.open(url)
     if url.strip() and scheme != "sqlite":
         raise VoiceStoreError(f"VOICE_STORE_URL scheme {scheme!r} is not supported; "
-                              "use sqlite:///PATH")
+                              "use sqlite:///PATH or postgresql://…")
     return SqliteVoiceStore.open(sqlite_path(url, data_dir))

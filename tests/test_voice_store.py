@@ -138,9 +138,6 @@ def test_sqlite_url_to_path(url, path):
 
 
 @pytest.mark.parametrize("url,message", [
-    ("postgresql://user@db/voices", "no Postgres voice store is installed"),
-    ("postgres://db/voices", "no Postgres voice store is installed"),
-    ("postgresql+psycopg://db/voices", "no Postgres voice store is installed"),
     ("mysql://db/voices", "not supported"),
     ("sqlite://relative.db", "not sqlite:///PATH"),
     ("sqlite:///", "not sqlite:///PATH"),
