@@ -114,6 +114,18 @@ class Settings(BaseSettings):
         description="NeuCodec weights: HF id, local directory holding pytorch_model.bin or "
         "model.safetensors, or 'random' (real decoder architecture, seeded weights).",
     )
+    neucodec_encoder: bool = Field(
+        True, alias="NEUCODEC_ENCODER",
+        description="Load NeuCodec's encoder for voice cloning (/v1/audio/vc, custom voices): "
+        "the checkpoint's encoder keys + NEUCODEC_SEMANTIC_MODEL (w2v-bert-2.0, ~600 M "
+        "parameters, ~2.4 GB more in float32). false: cloning is refused. With "
+        "NEUCODEC_MODEL=random a reduced random encoder is built instead.",
+    )
+    neucodec_semantic_model: str = Field(
+        "facebook/w2v-bert-2.0", alias="NEUCODEC_SEMANTIC_MODEL",
+        description="The semantic model of NeuCodec's encoder: HF id or local directory of "
+        "facebook/w2v-bert-2.0 (its config, weights and preprocessor_config.json).",
+    )
     codec_device: Literal["auto", "cpu", "cuda"] = Field("auto", alias="CODEC_DEVICE")
     codec_threads: int = Field(
         0, alias="CODEC_THREADS", ge=0, le=256,
@@ -142,6 +154,12 @@ class Settings(BaseSettings):
     engine_startup_timeout_s: float = Field(
         300.0, alias="ENGINE_STARTUP_TIMEOUT_S", ge=0,
         description="How long start-up waits for the engine to answer before giving up.",
+    )
+    engine_health_path: str = Field(
+        "/health", alias="ENGINE_HEALTH_PATH", pattern=r"^/\S*$",
+        description="Path polled for engine health (start-up and /health). Behind vllm-router "
+        "use /readiness: its /health answers 503 while any one engine is down, /readiness "
+        "only while none is up.",
     )
     first_chunk_frames: int = Field(
         3, alias="FIRST_CHUNK_FRAMES", ge=1, le=64,
@@ -192,7 +210,8 @@ class Settings(BaseSettings):
     voice_store_url: str = Field(
         "", alias="VOICE_STORE_URL",
         description="Where custom voices are kept: sqlite:///PATH (relative to the working "
-        "directory; sqlite:////abs for absolute). Blank: voices.db in DATA_DIR.",
+        "directory; sqlite:////abs for absolute), or postgresql://USER:PASSWORD@HOST/DB for "
+        "replicas that share voices. Blank: voices.db in DATA_DIR.",
     )
     voice_map: Annotated[dict[str, str], NoDecode] = Field(
         {}, alias="VOICE_MAP",

@@ -112,11 +112,13 @@ class TokenStream:
 
 class EngineClient:
     def __init__(self, http: httpx.AsyncClient, *, base_url: str, model: str, mode: TokenMode,
-                 stall_timeout_s: float | None = None):
+                 stall_timeout_s: float | None = None, health_path: str = "/health"):
         """`stall_timeout_s`: a stream that sends nothing for this long is ended (and, by
-        closing it, aborted in the engine); None keeps the client's read timeout."""
+        closing it, aborted in the engine); None keeps the client's read timeout.
+        `health_path`: what `healthy()` polls (vllm-router: /readiness, up while any engine is)."""
         self._http = http
         self._base = base_url.rstrip("/")
+        self._health_path = health_path
         self.model = model
         self.mode = mode
         self._stream_timeout: httpx.Timeout | None = None
@@ -138,7 +140,7 @@ class EngineClient:
 
     async def healthy(self) -> bool:
         try:
-            return (await self._get("/health")).status_code == HTTPStatus.OK
+            return (await self._get(self._health_path)).status_code == HTTPStatus.OK
         except EngineUnavailable:
             return False
 

@@ -84,7 +84,8 @@ def _build_lifespan(
         async with httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport) as http:
             engine = EngineClient(http, base_url=settings.tts_api, model=settings.model_name,
                                   mode=settings.engine_token_mode,
-                                  stall_timeout_s=settings.engine_stall_timeout_s)
+                                  stall_timeout_s=settings.engine_stall_timeout_s,
+                                  health_path=settings.engine_health_path)
             await wait_for_engine(engine, settings.engine_startup_timeout_s)
             model_len = await _choose_model(engine, settings.model_name)
             profile = await resolve_profile(engine, settings.model_profile)
@@ -120,7 +121,7 @@ def _build_lifespan(
                 references = ReferenceEncoder(
                     worker, ReferenceLimits(settings.reference_min_s, settings.reference_max_s,
                                             settings.reference_silence_dbfs),
-                    sample_rate=info_.sample_rate, max_concurrent=settings.max_concurrent_encodes,
+                    max_concurrent=settings.max_concurrent_encodes,
                     max_text_chars=settings.max_reference_text_chars)
                 app.state.tts = AppState(settings=settings, engine=engine, worker=worker,
                                          codec_info=info_, profile=profile, speech=service,

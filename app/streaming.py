@@ -11,7 +11,12 @@ there is no dip in level at a seam.
 Chunk sizes grow: the first is `first_chunk_frames` (low first-audio latency); each next one is
 as long as everything emitted so far, capped at `chunk_frames` (`playback_speed` seconds). When
 the caller says the listener's buffer is about to run dry (`urgent`), the next chunk is cut
-short to whatever is already decodable, down to `min_chunk_frames`.
+short to whatever is already decodable, down to `min_chunk_frames`. `cut_short` is the rule
+for saying so: only at the last moment, when neither the full-size chunk nor one more frame
+could arrive and be decoded before the buffer empties, so that a chunk cut short is as long
+as it can be. With an engine at exactly real time a chunk can then be at most as long as the
+first one (the listener's buffer never grows), so `first_chunk_frames` and `context_frames`
+set the redundancy there: (first + 2 * context) / first.
 """
 
 from __future__ import annotations
@@ -56,6 +61,17 @@ class ChunkPlan:
     def min_chunk_frames(self) -> int:
         """Shortest chunk whose seams' fades do not overlap."""
         return max(1, math.ceil(2 * self.half_overlap / self.samples_per_frame))
+
+
+def cut_short(*, buffered_s: float, frames_missing: int, next_frame_s: float,
+              decode_s: float, margin_s: float) -> bool:
+    """Should the next chunk be cut short now? `buffered_s`: audio the listener has left;
+    `frames_missing`: frames before the full-size window is decodable; `next_frame_s`: until
+    the engine's next frame is due; `decode_s`: one window's decode time; `margin_s`: slack."""
+    if frames_missing <= 0:
+        return False
+    # Cut only if waiting for one more frame would leave too little time to decode it.
+    return buffered_s < next_frame_s + decode_s + margin_s
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from app.audio import write_wav
 from app.codec.layout import FrameAssembler
 from app.engine import TokenStream
 from app.errors import EngineUnavailable
-from app.streaming import ChunkPlanner, Stitcher, Window
+from app.streaming import ChunkPlanner, Stitcher, Window, cut_short
 
 if TYPE_CHECKING:
     from app.synthesis import Segment, SpeechJob, SpeechService
@@ -59,7 +59,11 @@ class SegmentStream:
         self._reader: asyncio.Task[None] | None = None
         self.started = time.perf_counter()
         self.first_audio_at: float | None = None
+        self.engine_open_at: float | None = None  # the engine accepted the request
+        self.first_token_at: float | None = None
         self.first_frame_at: float | None = None
+        self.last_frame_at = 0.0
+        self.first_decode_at: float | None = None
         self.decode_s = 0.0  # moving estimate of one window's decode wall time
         self.urgent_windows = 0
         self._closed = False
@@ -73,6 +77,7 @@ class SegmentStream:
         except EngineUnavailable as exc:
             self._service.metrics.engine_error(exc.kind)
             raise
+        self.engine_open_at = time.perf_counter()
         self._reader = asyncio.ensure_future(self._read(self.tokens))
 
     def _engine_request_id(self) -> str:
@@ -82,9 +87,14 @@ class SegmentStream:
     async def _read(self, tokens: TokenStream) -> None:
         try:
             async for ids in tokens:
+                if self.first_token_at is None:
+                    self.first_token_at = time.perf_counter()
+                count = len(self.frames)
                 self.frames.extend(self.assembler.push(ids))
-                if self.frames and self.first_frame_at is None:
-                    self.first_frame_at = time.perf_counter()
+                if len(self.frames) > count:
+                    self.last_frame_at = time.perf_counter()
+                    if self.first_frame_at is None:
+                        self.first_frame_at = self.last_frame_at
                 self._arrived.set()
         except EngineUnavailable as exc:  # counted here, once, whoever reads the failure
             self._service.metrics.engine_error(exc.kind)
@@ -97,9 +107,11 @@ class SegmentStream:
         if self.first_frame_at is None or buffered_s == math.inf:
             return False
         now = time.perf_counter()
-        frames_per_s = available / max(now - self.first_frame_at, 1e-3)
-        wait_s = planner.frames_missing(available) / frames_per_s
-        return buffered_s < wait_s + self.decode_s + URGENCY_MARGIN_S
+        frame_s = max(self.last_frame_at - self.first_frame_at, 1e-3) / max(available - 1, 1)
+        next_frame_s = max(0.0, self.last_frame_at + frame_s - now)
+        return cut_short(buffered_s=buffered_s, frames_missing=planner.frames_missing(available),
+                         next_frame_s=next_frame_s, decode_s=self.decode_s,
+                         margin_s=URGENCY_MARGIN_S)
 
     async def _decode_window(self, window: Window) -> np.ndarray:
         """Decode one window; an engine failure meanwhile withdraws it and raises at once."""
@@ -135,6 +147,8 @@ class SegmentStream:
                 started = time.perf_counter()
                 audio = await self._decode_window(window)
                 took = time.perf_counter() - started
+                if self.first_decode_at is None:
+                    self.first_decode_at = started + took
                 self.decode_s = took if not self.decode_s else 0.7 * self.decode_s + 0.3 * took
                 chunk = self.stitcher.push(window, audio)
                 if self._service.settings.debug_audio:
@@ -182,7 +196,9 @@ class SpeechStream:
         self.job = job
         self._slot = slot
         self._segments: list[SegmentStream] = []
-        self.started = time.perf_counter()
+        self.started = time.perf_counter()  # admitted
+        self.received_at: float | None = None  # the HTTP request arrived (set by the route)
+        self.parsed_at: float | None = None  # validated, asking for admission
         self.first_audio_at: float | None = None
         self.emitted_samples = 0
         self._closed = False
@@ -196,6 +212,22 @@ class SpeechStream:
         self._segments.append(segment)
         await segment.start()
         return segment
+
+    def timing(self, first_byte_at: float | None = None) -> dict[str, float]:
+        """Milliseconds from the request's arrival to each step towards its first audio,
+        cumulative, in order; steps not reached yet are left out. For `X-Timing`."""
+        origin = self.received_at or self.parsed_at or self.started
+        first = self._segments[0] if self._segments else None
+        marks = {
+            "parse": self.parsed_at, "admission": self.started,
+            "engine_open": first.engine_open_at if first else None,
+            "engine_first_token": first.first_token_at if first else None,
+            "first_frame": first.first_frame_at if first else None,
+            "first_decode": first.first_decode_at if first else None,
+            "first_chunk": self.first_audio_at, "first_byte": first_byte_at,
+        }
+        return {name: round(1000 * (at - origin), 1) for name, at in marks.items()
+                if at is not None}
 
     def _buffered_s(self) -> float:
         if self.first_audio_at is None:
@@ -227,21 +259,27 @@ class SpeechStream:
             for index in range(len(self.job.segments)):
                 await self._ahead(index)
                 segment = self._segments[index]
-                held: np.ndarray | None = None  # last chunk, held to fade into the pause
+                pause = segment.segment.pause_s
+                # Before a pause, the segment's last few ms are held back to fade out; only
+                # those, so no chunk waits for the next one (first audio would).
+                hold = round(JOIN_FADE_S * service.sample_rate) if pause else 0
+                held: np.ndarray | None = None
                 async for chunk in segment.chunks(self._buffered_s):
-                    if index and held is None and segment.stitcher.emitted_samples == chunk.size:
+                    if index and segment.stitcher.emitted_samples == chunk.size:
                         chunk = self._fade(chunk, head=True)
                     if held is not None:
-                        yield self._emit(held)
-                    held = chunk
+                        chunk = np.concatenate([held, chunk])
+                    cut = max(0, chunk.size - hold)
+                    held = chunk[cut:]
+                    if cut:
+                        yield self._emit(chunk[:cut])
                 if held is not None:
-                    pause = segment.segment.pause_s
                     if pause:
-                        held = self._fade(held, head=False)
-                    yield self._emit(held)
-                    if pause:
+                        yield self._emit(self._fade(held, head=False))
                         yield self._emit(np.zeros(round(pause * service.sample_rate),
                                                   np.float32))
+                    elif held.size:
+                        yield self._emit(held)
                 await segment.aclose()
             outcome = "ok"
         finally:

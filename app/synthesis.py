@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -278,9 +279,11 @@ class SpeechService:
         `admit=False`: the caller already holds a slot (a WebSocket session holds one).
         Engine-side rejections raise here, before any byte is sent.
         """
+        parsed_at = time.perf_counter()
         slot: Slot | None = await self.admission.acquire() if admit else None
         try:
             stream = SpeechStream(self, job, slot)
+            stream.parsed_at = parsed_at
             await stream.start()
         except BaseException:
             if slot is not None:

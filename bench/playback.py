@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from app.codec.info import SNAC_24KHZ
-from app.streaming import ChunkPlan, ChunkPlanner, Stitcher, Window
+from app.streaming import ChunkPlan, ChunkPlanner, Stitcher, Window, cut_short
 from app.streams import URGENCY_MARGIN_S
 from stress_test.report import BYTES_PER_SECOND, SAMPLE_RATE, find_stalls
 
@@ -56,7 +56,7 @@ def schedule_windows(plan: ChunkPlan, frames: int, tokens_per_s: float,
     then one stop token) and is sent at j*E / tokens_per_s, as bench.paced_engine does.
 
     With `adaptive`, windows are cut short when the listener would run dry, by the rule of
-    app.synthesis.AudioStream._urgent (mirrored here without its clock); without it, the plain
+    app.streams.SegmentStream._urgent (`app.streaming.cut_short`, without its clock); without it, the plain
     growing-chunk schedule.
     """
     planner, stitcher = ChunkPlanner(plan), Stitcher(plan)
@@ -65,6 +65,7 @@ def schedule_windows(plan: ChunkPlan, frames: int, tokens_per_s: float,
     schedule: list[Scheduled] = []
     now = 0.0
     first_frame_at: float | None = None
+    last_frame_at, seen = 0.0, 0  # when the latest frame arrived, frames seen then
     first_audio_at: float | None = None
     emitted = 0  # bytes
 
@@ -72,17 +73,20 @@ def schedule_windows(plan: ChunkPlan, frames: int, tokens_per_s: float,
         if not adaptive or first_audio_at is None or first_frame_at is None:
             return False
         buffered_s = emitted / sample_width / SAMPLE_RATE - (now - first_audio_at)
-        frames_per_s = available / max(now - first_frame_at, 1e-3)
-        wait_s = planner.frames_missing(available) / frames_per_s
-        return buffered_s < wait_s + decode_s + margin_s
+        frame_s = max(last_frame_at - first_frame_at, 1e-3) / max(available - 1, 1)
+        next_frame_s = max(0.0, last_frame_at + frame_s - now)
+        return cut_short(buffered_s=buffered_s, frames_missing=planner.frames_missing(available),
+                         next_frame_s=next_frame_s, decode_s=decode_s, margin_s=margin_s)
 
     for event in range(events + 1):  # the extra round: the stream has ended
         finished = event == events
         sent = min(tokens, (event + 1) * tokens_per_event)
         available = min(frames, sent // TOKENS_PER_FRAME)
         now = max(now, min(event, events - 1) * tokens_per_event / tokens_per_s)
-        if available and first_frame_at is None:
-            first_frame_at = now
+        if available > seen:
+            last_frame_at, seen = now, available
+            if first_frame_at is None:
+                first_frame_at = now
         while True:
             window = planner.next_window(available, finished,
                                          urgent=not finished and urgent(available))

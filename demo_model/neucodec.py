@@ -96,8 +96,9 @@ _CARD = """\
 # {name}: a generated demo model (it makes noise, not speech)
 
 Written by `python -m demo_model --codec neucodec` (package `demo_model/`, seed {seed}). A
-hand-wired ~4.5 M-parameter Qwen3 with no training, in the vocabulary of
-Scicom-intl/Multilingual-TTS-1.7B-Base; decoded with NeuCodec, its output is noise.
+hand-wired 8.5 M-parameter Qwen3 (nearly all of it embedding and output rows) with no training,
+in the vocabulary of Scicom-intl/Multilingual-TTS-1.7B-Base; decoded with NeuCodec, its output is
+noise.
 
 - Prompt: `<|im_start|>{{voice}}: {{text}}<|speech_start|>` (no BOS).
 - Output: `<|s_{{c}}|>` for NeuCodec code c in 0..65535 at id {first} + c, then `<|im_end|>`

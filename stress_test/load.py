@@ -36,7 +36,7 @@ import httpx
 
 from app.text import split_sentences
 from stress_test.clock import Clock as _Clock
-from stress_test.report import SAMPLE_RATE, SAMPLE_WIDTH, RequestRecord
+from stress_test.report import SAMPLE_RATE, SAMPLE_WIDTH, RequestRecord, parse_timing
 from stress_test.ws import run_session
 
 logger = logging.getLogger(__name__)
@@ -220,6 +220,7 @@ async def _send(
                 "POST", SPEECH_PATH, json=config.payload_for(index, text)
             ) as response:
                 record.status = response.status_code
+                record.timing = parse_timing(response.headers.get("x-timing"))
                 content_type = response.headers.get("content-type", "")
                 sse = content_type.startswith("text/event-stream")
                 reader = _SseReader()

@@ -42,6 +42,8 @@ class RequestRecord:
     the first sentence was sent (or ``end_of_stream``, for text that never ends a sentence);
     TTFA counts from there, since no server can speak a sentence before it has it.
     ``session`` groups the requests of one conversation in sentence-per-request mode.
+    ``timing`` is the server's ``X-Timing`` header, when it sent one: milliseconds from the
+    request's arrival to each step towards its first audio (``parse``, ..., ``first_byte``).
     """
 
     index: int
@@ -57,6 +59,7 @@ class RequestRecord:
     error_detail: str | None = None
     first_sentence_s: float | None = None
     session: int | None = None
+    timing: dict[str, float] | None = None
 
     @property
     def ok(self) -> bool:
@@ -169,6 +172,8 @@ class Summary:
     ttfa_from: TtfaOrigin = "request"
     conversations: int | None = None
     first_reply_ttfa_s: Distribution | None = None
+    # Server-side steps to the first audio (X-Timing), ms from arrival, p50 and p95 per step
+    first_audio_steps_ms: dict[str, tuple[float, float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -202,6 +207,32 @@ def max_gap(chunks: Sequence[tuple[float, int]]) -> float | None:
     if len(chunks) < 2:
         return None
     return max(later[0] - earlier[0] for earlier, later in itertools.pairwise(chunks))
+
+
+def parse_timing(header: str | None) -> dict[str, float] | None:
+    """``X-Timing: parse=0.4;admission=0.5;...`` -> ``{"parse": 0.4, ...}``; junk is skipped."""
+    if not header:
+        return None
+    marks: dict[str, float] = {}
+    for item in header.split(";"):
+        name, _, value = item.partition("=")
+        try:
+            marks[name.strip()] = float(value)
+        except ValueError:
+            continue
+    return marks or None
+
+
+def first_audio_steps(records: Sequence[RequestRecord]) -> dict[str, tuple[float, float]] | None:
+    """p50 and p95 (ms) of each X-Timing step over the records that have it, in step order."""
+    steps: dict[str, list[float]] = {}
+    for record in records:
+        for name, ms in (record.timing or {}).items():
+            steps.setdefault(name, []).append(ms)
+    if not steps:
+        return None
+    return {name: (float(np.percentile(values, 50)), float(np.percentile(values, 95)))
+            for name, values in steps.items()}
 
 
 def summarize(records: Sequence[RequestRecord]) -> Summary:
@@ -250,6 +281,7 @@ def summarize(records: Sequence[RequestRecord]) -> Summary:
         ttfa_from=ttfa_from,
         conversations=len(sessions) if sessions else None,
         first_reply_ttfa_s=Distribution.of(list(first_replies.values())),
+        first_audio_steps_ms=first_audio_steps(ok),
     )
 
 
@@ -307,6 +339,13 @@ def format_report(summary: Summary) -> str:
         ]
     if summary.ttfa_from == "first_sentence":
         lines.append("TTFA From: end of the first complete sentence sent (WebSocket)")
+
+    if summary.first_audio_steps_ms:
+        lines += ["", "--- Server Steps To First Audio (X-Timing, ms from arrival) ---"]
+        previous = 0.0
+        for name, (p50, p95) in summary.first_audio_steps_ms.items():
+            lines.append(f"{name}: p50 {p50:.1f} ms (+{p50 - previous:.1f}), p95 {p95:.1f} ms")
+            previous = p50
 
     if summary.conversations is not None:
         lines += [

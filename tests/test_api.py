@@ -344,3 +344,15 @@ def test_loud_decodes_are_limited_and_counted(engine_url):
     pcm = np.frombuffer(r.content, "<i2")
     assert pcm.max() <= 32767 and pcm.min() >= -32767 and np.abs(pcm).max() > 30000
     assert metric_value(metrics, "tts_clipped_samples_total") > 0
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_speech_reports_its_steps_to_first_audio_in_x_timing(api, stream):
+    r = speak(api, input="Timing marks, please.", stream=stream)
+    assert r.status_code == 200 and r.content
+    marks = dict(item.split("=") for item in r.headers["x-timing"].split(";"))
+    steps = ["parse", "admission", "engine_open", "engine_first_token", "first_frame",
+             "first_decode", "first_chunk", "first_byte"]
+    assert list(marks) == steps
+    values = [float(marks[name]) for name in steps]
+    assert values == sorted(values) and values[0] >= 0

@@ -35,7 +35,7 @@ def upload(data: bytes, name: str = "ref.flac") -> UploadedFile:
 
 
 def encoder(worker: CodecWorker) -> ReferenceEncoder:
-    return ReferenceEncoder(worker, LIMITS, sample_rate=24000, max_concurrent=2,
+    return ReferenceEncoder(worker, LIMITS, max_concurrent=2,
                             max_text_chars=100)
 
 

@@ -4,7 +4,8 @@ random-weight NeuCodec decoder.
 The demo model speaks Scicom's vocabulary (`<|s_N|>`, `<|im_end|>`) and stops by itself after
 about 4 tokens per prompt byte, so lengths are exact and checkable. The audio is noise: these
 tests check the plumbing (profile detection, one-code frames of 480 samples, formats,
-stopping, abort on disconnect), never how it sounds.
+stopping, abort on disconnect, cloning through the reduced random NeuCodec encoder), never
+how it sounds.
 """
 
 from __future__ import annotations
@@ -15,28 +16,37 @@ import struct
 import wave
 
 import httpx
+import numpy as np
+import openai
 import pytest
 from openai import OpenAI
 
 from app.codec.info import NEUCODEC
 from app.config import Settings
+from app.engine import EngineClient
+from app.protocol import SpeechRequest
 from app.server import create_app
+from app.synthesis import ClonedVoice
 from demo_model import expected_audio_tokens
 from demo_model.neucodec import FIRST_AUDIO_ID, IM_END_ID, PROMPT_TEMPLATE
+from tests.audio_clips import chirp, reference_wav
 from tests.servers import serve
 from tests.test_integration import batches_since, engine_counter, wait_engine_idle
+from tests.test_integration_vc import REFERENCE_TEXT, SEED_FORM, form_parts
 
 pytestmark = pytest.mark.engine
 SPEECH = "/v1/audio/speech"
 SAMPLES_PER_FRAME = NEUCODEC.samples_per_frame
-ENCODER_MISSING = ("NeuCodec's encoder (w2v-bert-2.0 features + acoustic encoder) is not built "
-                   "yet (issue 10, item 6): cloning and custom voices wait for it")
+VC = "/v1/audio/vc"
+VOICES = "/v1/audio/voices"
 
 
 @pytest.fixture(scope="module")
-def served(neucodec_engine):
+def served(neucodec_engine, tmp_path_factory):
+    # NEUCODEC_ENCODER defaults to true: with random weights, the reduced random encoder.
     settings = Settings(TTS_API=neucodec_engine.config.url, NEUCODEC_MODEL="random",
-                        DYNAMIC_BATCHING=True, MICROSLEEP=0.02, ENGINE_STARTUP_TIMEOUT_S=60)
+                        DYNAMIC_BATCHING=True, MICROSLEEP=0.02, ENGINE_STARTUP_TIMEOUT_S=60,
+                        DATA_DIR=str(tmp_path_factory.mktemp("neucodec-data")))
     app = create_app(settings)
     with serve(app) as url:
         yield url, app
@@ -165,16 +175,52 @@ def test_client_disconnect_aborts_the_engine_request(api_url, neucodec_engine):
     assert generated < spoken_frames("husein", long_text) / 2
 
 
-def test_voice_cloning_is_refused_cleanly_without_an_encoder(api_url):
-    from tests.audio_clips import reference_wav
+def test_the_encoder_gives_50_codes_per_second_of_16khz_audio(app_state):
+    codec = app_state.worker.codec
+    assert codec.encoder_spec.slice_frames is None  # whole clip, off the codec thread
+    audio = chirp(2.5, 16000)[:, 0]
+    codes = codec.encode(audio)
+    assert codes.shape == (125, 1) and codes.dtype == np.int64
+    assert 0 <= codes.min() and codes.max() < NEUCODEC.codebook_size
+    np.testing.assert_array_equal(codec.encode(audio), codes)  # deterministic
 
-    r = httpx.post(api_url + "/v1/audio/vc", timeout=60,
-                   files={"reference_audio": ("ref.wav", reference_wav(), "audio/wav")},
-                   data={"reference_text": "Some reference words.", "generate_text": "Hello."})
-    assert r.status_code == 400
-    assert r.json()["error"]["code"] == "unsupported_value"
+
+def test_seed_curl_example_streams_a_cloned_wav(api_url):
+    """The seed's /v1/audio/vc example, as httpx sends what curl --form sends."""
+    parts = form_parts(SEED_FORM, reference_wav(3.0), "reference_audio")
+    with httpx.stream("POST", api_url + VC, files=parts, timeout=180) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"] == "audio/wav" and r.headers["x-tts-demo"] == "true"
+        body = b"".join(r.iter_bytes())
+    assert body[:4] == b"RIFF" and struct.unpack("<I", body[40:44])[0] == 0xFFFFFFFF
+    assert len(body) > 44 and (len(body) - 44) % (SAMPLES_PER_FRAME * 2) == 0
 
 
-@pytest.mark.skip(reason=ENCODER_MISSING)
-def test_cloned_and_custom_voices_speak_through_neucodec():
-    """Placeholder for the SNAC stack's cloning tests (tests/test_integration_vc.py)."""
+async def test_clone_prompt_tokenizes_to_the_reference_codes(neucodec_engine, app_state):
+    """The engine's tokenizer reads each reference code as one <|s_N|> token, in order."""
+    frames = np.random.default_rng(0).integers(0, NEUCODEC.codebook_size, (40, 1))
+    job = app_state.speech.prepare(SpeechRequest(input="Hello there."), "req_test",
+                                   cloned=ClonedVoice("Some words.", frames))
+    async with httpx.AsyncClient(timeout=60) as http:
+        tokens = await EngineClient(http, base_url=neucodec_engine.config.url,
+                                    model=app_state.engine.model,
+                                    mode="token_ids").tokenize(job.prompt)
+    audio_ids = [t for t in tokens if FIRST_AUDIO_ID <= t < FIRST_AUDIO_ID + 65_536]
+    assert audio_ids == [FIRST_AUDIO_ID + int(c) for c in frames[:, 0]]
+
+
+def test_custom_voice_creates_speaks_lists_and_deletes(sdk, api_url):
+    voice = sdk.audio.voices.create(
+        audio_sample=("jenny.wav", reference_wav(3.0), "audio/wav"), name="Jenny",
+        consent="cons_1234", extra_body={"reference_text": REFERENCE_TEXT})
+    assert voice.id.startswith("voice_")
+    speech = sdk.audio.speech.create(model="tts-1", voice={"id": voice.id},
+                                     input="Hello from a custom voice.", response_format="pcm")
+    assert len(speech.content) > 0 and len(speech.content) % (SAMPLES_PER_FRAME * 2) == 0
+    listed = {v["id"]: v for v in httpx.get(api_url + VOICES).json()["data"]}
+    assert listed[voice.id]["name"] == "Jenny" and "husein" in listed
+    deleted = sdk.audio.voices.delete(voice.id)
+    assert deleted.deleted and deleted.id == voice.id
+    with pytest.raises(openai.NotFoundError):
+        sdk.audio.speech.create(model="tts-1", voice={"id": voice.id}, input="Gone?",
+                                response_format="pcm")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.streaming import ChunkPlan, ChunkPlanner, Stitcher, Window
+from app.streaming import ChunkPlan, ChunkPlanner, Stitcher, Window, cut_short
 
 SPF = 2048
 
@@ -128,3 +128,13 @@ def test_first_seam_is_a_hard_cut_so_the_first_chunk_is_not_held_back():
     w = planner.next_window(5, False)
     first = stitcher.push(w, np.zeros((w.window_end - w.window_start) * SPF, np.float32))
     assert len(first) == 3 * SPF  # all of frames 0..3, no fade tail kept back
+
+
+def test_cut_short_waits_while_one_more_frame_can_still_be_decoded_in_time():
+    def cut(buffered_s: float, missing: int = 2) -> bool:
+        return cut_short(buffered_s=buffered_s, frames_missing=missing, next_frame_s=0.08,
+                         decode_s=0.02, margin_s=0.05)
+
+    assert not cut(0.2)  # the next frame (0.08 s) plus decode and margin still fit
+    assert cut(0.14)  # waiting for it would leave less than decode + margin
+    assert not cut(0.0, missing=0)  # the full-size window is ready: nothing to cut

@@ -497,3 +497,23 @@ def test_main_exits_nonzero_when_everything_failed(
     argv = ["--url", fake_server.url, "--requests", "2", "--texts-file", str(texts_file)]
     assert main(argv) == 1
     assert "No successful requests" in capsys.readouterr().out
+
+
+def test_report_shows_server_steps_to_first_audio_from_x_timing():
+    from stress_test.report import parse_timing
+
+    assert parse_timing(None) is None
+    assert parse_timing("parse=0.5;bad;first_byte=x;engine_open=3") == {"parse": 0.5,
+                                                                        "engine_open": 3.0}
+    records = []
+    for i, first_byte in enumerate((100.0, 200.0, 300.0)):
+        record = make_record(i, chunks=[(0.1, 4800)])
+        record.timing = parse_timing(f"parse=1;engine_first_token=50;first_byte={first_byte}")
+        records.append(record)
+    records.append(make_record(3, chunks=[(0.1, 4800)]))  # no header: left out
+    summary = summarize(records)
+    assert summary.first_audio_steps_ms is not None
+    assert list(summary.first_audio_steps_ms) == ["parse", "engine_first_token", "first_byte"]
+    assert summary.first_audio_steps_ms["first_byte"][0] == pytest.approx(200.0)
+    text = format_report(summary)
+    assert "first_byte: p50 200.0 ms (+150.0)" in text

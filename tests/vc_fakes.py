@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 
+from app.codec.info import SNAC_24KHZ_ENCODER, EncoderSpec
 from tests.fakes import RecordingCodec
 
 
@@ -18,6 +19,11 @@ class EncodingCodec(RecordingCodec):
         super().__init__()
         self.encodes: list[tuple[int, str]] = []
         self.encode_delay_s = delay_s
+
+    @property
+    def encoder_spec(self) -> EncoderSpec:
+        return EncoderSpec(self.info.sample_rate, self.info.samples_per_frame,
+                           SNAC_24KHZ_ENCODER.slice_frames, SNAC_24KHZ_ENCODER.context_frames)
 
     def encode(self, audio: np.ndarray) -> np.ndarray:
         self.encodes.append((audio.size, threading.current_thread().name))

@@ -54,6 +54,22 @@ NOMINAL_LAYOUTS: dict[str, CodecLayout] = {"snac": SNAC_24KHZ, "neucodec": NEUCO
 
 
 @dataclass(frozen=True)
+class EncoderSpec:
+    """What a codec's encoder takes, and whether a clip may be encoded in slices.
+
+    `slice_frames` None: the output depends on the whole clip (attention, clip-wide
+    normalization), so a clip is encoded in one call, off the codec thread. Otherwise slices
+    of that many frames with `context_frames` either side equal a whole-clip encode, and each
+    runs as its own codec job.
+    """
+
+    sample_rate: int  # Hz of the audio `encode` takes
+    samples_per_frame: int  # at that rate
+    slice_frames: int | None
+    context_frames: int = 0
+
+
+@dataclass(frozen=True)
 class CodecInfo:
     source: str
     random_weights: bool
@@ -72,3 +88,9 @@ class CodecInfo:
     @property
     def samples_per_frame(self) -> int:
         return self.layout.samples_per_frame
+
+
+# SNAC's encoder is convolutional (no attention in the 24 kHz model) and 4 frames of context
+# are wider than its receptive field, so slices of ~2 s equal a whole-clip encode.
+SNAC_24KHZ_ENCODER = EncoderSpec(sample_rate=24000, samples_per_frame=2048, slice_frames=24,
+                                 context_frames=4)

@@ -27,8 +27,14 @@ def load_codec(settings: Settings) -> Codec:
     if settings.codec == "neucodec":
         from app.codec.neucodec import NeuCodec
 
-        return NeuCodec.load(settings.neucodec_model, device=settings.codec_device,
-                             dtype=settings.codec_dtype)
+        if not settings.neucodec_encoder:
+            return NeuCodec.load(settings.neucodec_model, device=settings.codec_device,
+                                 dtype=settings.codec_dtype)
+        from app.codec.neucodec_encoder import EncodingNeuCodec
+
+        return EncodingNeuCodec.load_with_encoder(
+            settings.neucodec_model, semantic_source=settings.neucodec_semantic_model,
+            device=settings.codec_device, dtype=settings.codec_dtype)
     from app.codec.snac import SnacCodec
 
     return SnacCodec.load(settings.snac_model, device=settings.codec_device,

@@ -16,7 +16,14 @@ from snac import SNAC
 from snac.layers import NoiseBlock
 from torch.nn.utils import parametrize
 
-from app.codec.info import SNAC_24KHZ, CodecInfo, CodecLayout, CodecLoadError
+from app.codec.info import (
+    SNAC_24KHZ,
+    SNAC_24KHZ_ENCODER,
+    CodecInfo,
+    CodecLayout,
+    CodecLoadError,
+    EncoderSpec,
+)
 from app.codec.layout import codes_to_frames
 
 logger = logging.getLogger(__name__)
@@ -149,6 +156,14 @@ class SnacCodec:
         else:
             audio = self._decode_impl(tensor.to(self._device))
         return audio.float().cpu().numpy()
+
+    @property
+    def encoder_spec(self) -> EncoderSpec:
+        """Sliceable (convolutional encoder), at the decoder's own rate and hop."""
+        return EncoderSpec(sample_rate=self.info.sample_rate,
+                           samples_per_frame=self.info.samples_per_frame,
+                           slice_frames=SNAC_24KHZ_ENCODER.slice_frames,
+                           context_frames=SNAC_24KHZ_ENCODER.context_frames)
 
     @torch.inference_mode()
     def encode(self, audio: np.ndarray) -> np.ndarray:

@@ -15,7 +15,8 @@ import base64
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -85,11 +86,26 @@ async def _counted(state: AppState, pipeline: AudioPipeline,
         _count(state, pipeline)
 
 
+def timing_header(timing: Callable[[float], dict[str, float]]
+                  ) -> Callable[[float], dict[str, str]]:
+    """`X-Timing: parse=0.4;admission=0.5;...;first_byte=212.0`: ms since the request came."""
+    def headers(first_byte_at: float) -> dict[str, str]:
+        marks = timing(first_byte_at)
+        return {"X-Timing": ";".join(f"{name}={ms:g}" for name, ms in marks.items())}
+    return headers
+
+
 async def respond_with_audio(
-    request: Request, state: AppState, source: AudioSource, job: SpeechJob
+    request: Request, state: AppState, source: AudioSource, job: SpeechJob, *,
+    timing: Callable[[float], dict[str, float]] | None = None,
 ) -> Response:
-    """Deliver `source` as `job` asks: streamed audio, SSE events, or one whole file."""
+    """Deliver `source` as `job` asks: streamed audio, SSE events, or one whole file.
+
+    `timing(first_byte_at)`: marks towards the first audio, sent as `X-Timing` (streamed
+    responses hold their status line until the first body byte for it).
+    """
     headers = audio_headers(state, job)
+    late = timing_header(timing) if timing else None
     rate = state.speech.sample_rate
     if job.stream_format == "sse":
         pipeline = AudioPipeline(job.response_format, rate, speed=job.speed)
@@ -98,14 +114,14 @@ async def respond_with_audio(
         return AudioStreamingResponse(
             _counted(state, pipeline, sse_body(source, pipeline)), on_close=source.aclose,
             send_timeout_s=state.settings.send_timeout_s, media_type=SSE_MEDIA_TYPE,
-            headers=headers)
+            headers=headers, late_headers=late)
     media_type = MEDIA_TYPES[job.response_format]
     if job.stream:
         pipeline = AudioPipeline(job.response_format, rate, speed=job.speed)
         return AudioStreamingResponse(
             _counted(state, pipeline, encoded(source, pipeline)), on_close=source.aclose,
             send_timeout_s=state.settings.send_timeout_s, media_type=media_type,
-            headers=headers)
+            headers=headers, late_headers=late)
     pipeline = AudioPipeline(job.response_format, rate, speed=job.speed, whole_file=True)
 
     async def collect() -> bytes:
@@ -118,4 +134,6 @@ async def respond_with_audio(
         await source.aclose()
     if body is None:  # the client is gone; nobody will read this
         return Response(status_code=499)
+    if late:
+        headers.update(late(time.perf_counter()))
     return Response(body, media_type=media_type, headers=headers)

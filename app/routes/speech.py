@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -13,10 +15,12 @@ from app.state import AppState, request_id_of
 
 
 async def create_speech(request: Request) -> Response:
+    received_at = time.perf_counter()
     state: AppState = request.app.state.tts
     body = await parse_json(request, SpeechRequest)
     # A custom voice's stored frames; an unknown id leaves None and prepare answers 404.
     cloned = await cloned_voice(state, body.voice.id) if isinstance(body.voice, VoiceRef) else None
     job = state.speech.prepare(body, request_id_of(request), cloned=cloned)
     audio = await state.speech.open(job)
-    return await respond_with_audio(request, state, audio, job)
+    audio.received_at = received_at
+    return await respond_with_audio(request, state, audio, job, timing=audio.timing)
