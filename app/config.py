@@ -162,12 +162,15 @@ class Settings(BaseSettings):
         "only while none is up.",
     )
     first_chunk_frames: int = Field(
-        3, alias="FIRST_CHUNK_FRAMES", ge=1, le=64,
-        description="Frames (85.3 ms each) in the first streamed chunk, for low first-audio latency.",
+        0, alias="FIRST_CHUNK_FRAMES", ge=0, le=1024,
+        description="Codec frames in the first streamed chunk, for low first-audio latency. "
+        "0 = the codec's own default (SNAC: 3 frames = 256 ms; NeuCodec: 25 = 0.5 s).",
     )
     min_context_frames: int = Field(
-        1, alias="MIN_CONTEXT_FRAMES", ge=0, le=8,
-        description="Least left/right codec context decoded around each chunk, in frames.",
+        -1, alias="MIN_CONTEXT_FRAMES", ge=-1, le=1024,
+        description="Least left/right codec context decoded around each chunk, in frames. "
+        "-1 = the codec's own default (SNAC: 1 frame, 85 ms; NeuCodec, whose decoder is "
+        "non-causal: 40 frames = 0.8 s).",
     )
     max_input_chars: int = Field(4096, alias="MAX_INPUT_CHARS", ge=1)
     default_response_format: ResponseFormat = Field(

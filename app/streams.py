@@ -229,6 +229,13 @@ class SpeechStream:
         return {name: round(1000 * (at - origin), 1) for name, at in marks.items()
                 if at is not None}
 
+    @property
+    def _listener_buffer(self) -> Callable[[], float] | None:
+        """What the planner asks to cut chunks short for a listener about to run dry; a whole
+        file has no listener yet, so its windows are planned the same way every time."""
+        streamed = self.job.stream or self.job.stream_format == "sse"
+        return self._buffered_s if streamed else None
+
     def _buffered_s(self) -> float:
         if self.first_audio_at is None:
             return math.inf
@@ -264,7 +271,7 @@ class SpeechStream:
                 # those, so no chunk waits for the next one (first audio would).
                 hold = round(JOIN_FADE_S * service.sample_rate) if pause else 0
                 held: np.ndarray | None = None
-                async for chunk in segment.chunks(self._buffered_s):
+                async for chunk in segment.chunks(self._listener_buffer):
                     if index and segment.stitcher.emitted_samples == chunk.size:
                         chunk = self._fade(chunk, head=True)
                     if held is not None:

@@ -176,10 +176,13 @@ class SpeechService:
                 f"playback_overlap_speed ({lap}) must be shorter than playback_speed ({speed})",
                 param="playback_overlap_speed",
             )
+        layout = self.worker.codec.info.layout
+        first = self.settings.first_chunk_frames or layout.first_chunk_frames
+        context = self.settings.min_context_frames
         return ChunkPlan.from_seconds(
             playback_speed_s=speed, overlap_s=lap,
-            first_chunk_frames=self.settings.first_chunk_frames,
-            min_context_frames=self.settings.min_context_frames,
+            first_chunk_frames=first,
+            min_context_frames=layout.min_context_frames if context < 0 else context,
             sample_rate=self.sample_rate, samples_per_frame=self.samples_per_frame,
         )
 

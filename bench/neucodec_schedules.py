@@ -126,8 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         measure("scicom", frames, decode_codes, offline, planner_steps, plan(75, 75, 10, 0.012)),
         measure("scicom-grow", frames, decode_codes, offline, grow_steps, 100, 500, 150, 10,
                 fade),
-        measure("ours", frames, decode_codes, offline, planner_steps, default),
+        measure("ours, SNAC's defaults (first 3, ctx 1)", frames, decode_codes, offline,
+                planner_steps, default),
     ]
+    auto = ChunkPlan.from_seconds(playback_speed_s=1.5, overlap_s=0.2,
+                                  first_chunk_frames=NEUCODEC.first_chunk_frames,
+                                  min_context_frames=NEUCODEC.min_context_frames,
+                                  sample_rate=RATE, samples_per_frame=SPF)
+    rows.append(measure("ours, NeuCodec defaults (first 25, ctx 40, xf 200 ms)", frames,
+                        decode_codes, offline, planner_steps, auto))
     for first, context, crossfade in ((25, 25, 0.012), (25, 40, 0.04), (50, 50, 0.04)):
         rows.append(measure(f"ours-tuned first={first} ctx={context} xf={crossfade * 1000:g}ms",
                             frames, decode_codes, offline, planner_steps,

@@ -28,6 +28,11 @@ class CodecLayout:
     codebook_size: int
     samples_per_frame: int
     sample_rate: int  # Hz, of decoded audio
+    # Streaming defaults chosen by measurement (FIRST_CHUNK_FRAMES=0 / MIN_CONTEXT_FRAMES=-1):
+    # SNAC is convolutional, so 1 frame of context per side matches an offline decode to
+    # 72 dB; NeuCodec attends over the whole window, so it needs far more (bench.neucodec_schedules).
+    first_chunk_frames: int = 3
+    min_context_frames: int = 1
 
     @property
     def frame_s(self) -> float:
@@ -49,7 +54,7 @@ SNAC_24KHZ = CodecLayout("snac", codes_per_frame=7, codebook_size=4096, samples_
                          sample_rate=24000)
 # NeuCodec (neuphonic/neucodec): one FSQ code of 4^8 values per 20 ms, 480 samples at 24 kHz out.
 NEUCODEC = CodecLayout("neucodec", codes_per_frame=1, codebook_size=65536, samples_per_frame=480,
-                       sample_rate=24000)
+                       sample_rate=24000, first_chunk_frames=25, min_context_frames=40)
 NOMINAL_LAYOUTS: dict[str, CodecLayout] = {"snac": SNAC_24KHZ, "neucodec": NEUCODEC}
 
 
