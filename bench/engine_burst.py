@@ -11,6 +11,15 @@ time (0.10 for an even stream; 1.0 = everything at the end). A request is "burst
 
 Variants run one after another (one engine at a time: the box has 2 cores), in the order
 given, repeated `--rounds` times so drift falls on all of them alike.
+
+What it showed on the 2-core box (2026-12-01): the engine makes ~500 tok/s, the API server
+writes each token as its own SSE event, yet they reach the client in 1-12 TCP reads per
+request; the API server's event loop makes no epoll call for ~0.7 s at a time while its
+output handler (vllm/v1/engine/async_llm.py, which awaits a queue that is never empty while
+it is behind, so it never yields) works through the queued steps, most samples in the
+incremental detokenizer. None of --disable-log-stats, VLLM_USE_SPINLOOP_EXT=1, per-request
+stream_interval=7, VLLM_CPU_OMP_THREADS_BIND=nobind, asyncio instead of uvloop, or renicing
+the engine-core process removed the burst; VLLM_ENABLE_V1_MULTIPROCESSING=0 made it worse.
 """
 
 from __future__ import annotations
@@ -41,19 +50,20 @@ class Variant:
     name: str
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
-    # None: what EngineConfig does by default; False: vLLM's own CPU defaults (before the fix)
-    tuned: bool | None = None
+    body: dict[str, Any] = field(default_factory=dict)  # extra request fields
 
 
+# Engine arguments, environment or request fields tried against the burst (all on top of
+# what EngineConfig starts by default).
 VARIANTS = {
-    "vllm-defaults": Variant("vllm-defaults", tuned=False),
-    "ours": Variant("ours"),
-    "async-sched": Variant("async-sched", ("--async-scheduling",), tuned=False),
-    "no-async-sched": Variant("no-async-sched", ("--no-async-scheduling",), tuned=False),
-    "nobind": Variant("nobind", env={"VLLM_CPU_OMP_THREADS_BIND": "nobind"}, tuned=False),
-    "no-prefix-cache": Variant("no-prefix-cache", ("--no-enable-prefix-caching",), tuned=False),
-    "no-log-stats": Variant("no-log-stats", ("--disable-log-stats",), tuned=False),
-    "spinloop": Variant("spinloop", env={"VLLM_USE_SPINLOOP_EXT": "1"}, tuned=False),
+    "defaults": Variant("defaults"),
+    "frame-events": Variant("frame-events", body={"stream_interval": 7}),
+    "no-log-stats": Variant("no-log-stats", ("--disable-log-stats",)),
+    "spinloop": Variant("spinloop", env={"VLLM_USE_SPINLOOP_EXT": "1"}),
+    "nobind": Variant("nobind", env={"VLLM_CPU_OMP_THREADS_BIND": "nobind"}),
+    "no-prefix-cache": Variant("no-prefix-cache", ("--no-enable-prefix-caching",)),
+    "no-multiprocessing": Variant("no-multiprocessing",
+                                  env={"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}),
 }
 
 
@@ -66,9 +76,9 @@ def burstiness(times: list[float], counts: list[int], start: float) -> float:
     return sum(c for t, c in zip(times, counts) if t >= cutoff) / total
 
 
-async def one_request(http: httpx.AsyncClient, url: str, model: str, tokens: int
-                      ) -> dict[str, Any]:
-    body = {"model": model, "prompt": PROMPT, "stream": True, "max_tokens": tokens,
+async def one_request(http: httpx.AsyncClient, url: str, model: str, tokens: int,
+                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = {**(extra or {}), "model": model, "prompt": PROMPT, "stream": True, "max_tokens": tokens,
             "min_tokens": tokens, "temperature": 0.8, "return_token_ids": True,
             "ignore_eos": True, "add_special_tokens": False}
     times: list[float] = []
@@ -89,18 +99,18 @@ async def one_request(http: httpx.AsyncClient, url: str, model: str, tokens: int
             "ttlt_s": times[-1] - start, "burstiness": burstiness(times, counts, start)}
 
 
-async def run_requests(url: str, model: str, requests: int, tokens: int, pause_ms: float
-                       ) -> dict[str, list[dict[str, Any]]]:
+async def run_requests(url: str, model: str, requests: int, tokens: int, pause_ms: float,
+                       extra: dict[str, Any] | None = None) -> dict[str, list[dict[str, Any]]]:
     """`requests` back-to-back and `requests` with a pause, interleaved in pairs."""
     runs: dict[str, list[dict[str, Any]]] = {"back-to-back": [], f"pause {pause_ms:g} ms": []}
     async with httpx.AsyncClient(timeout=300) as http:
         await one_request(http, url, model, 20)  # warm the path
         for _ in range(requests):
             # back to back: the next request starts the moment the previous one ends
-            runs["back-to-back"].append(await one_request(http, url, model, tokens))
-            runs["back-to-back"].append(await one_request(http, url, model, tokens))
+            runs["back-to-back"].append(await one_request(http, url, model, tokens, extra))
+            runs["back-to-back"].append(await one_request(http, url, model, tokens, extra))
             await asyncio.sleep(pause_ms / 1000)
-            runs[f"pause {pause_ms:g} ms"].append(await one_request(http, url, model, tokens))
+            runs[f"pause {pause_ms:g} ms"].append(await one_request(http, url, model, tokens, extra))
             await asyncio.sleep(pause_ms / 1000)
     runs["back-to-back"] = runs["back-to-back"][1::2]  # the one that followed another at once
     return runs
@@ -121,15 +131,13 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def engine_for(variant: Variant, model_dir: Path, python: Path, cache: Path) -> EngineProcess:
     config = EngineConfig(model=str(model_dir), python=python, cache_dir=cache, port=free_port(),
                           extra_args=list(variant.args), env=dict(variant.env))
-    if variant.tuned is not None:
-        config.cpu_tuning = variant.tuned
     return EngineProcess(config, log_path=cache / f"bench-engine-burst-{variant.name}.log")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.engine_burst",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--variants", default="vllm-defaults,ours",
+    parser.add_argument("--variants", default="defaults,no-log-stats,spinloop",
                         help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--requests", type=int, default=12, help="per kind and variant")
     parser.add_argument("--tokens", type=int, default=500)
@@ -155,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: starting engine (load average {load_average()})", file=sys.stderr)
             with engine:
                 runs = asyncio.run(run_requests(engine.config.url, engine.config.served_model_name,
-                                                args.requests, args.tokens, args.pause_ms))
+                                                args.requests, args.tokens, args.pause_ms,
+                                                variant.body))
             for kind, rows in runs.items():
                 results.setdefault(name, {}).setdefault(kind, []).extend(rows)
     summary = {name: {kind: summarise(rows) for kind, rows in kinds.items()}

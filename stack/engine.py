@@ -16,20 +16,6 @@ from typing import Self
 logger = logging.getLogger(__name__)
 
 
-# On CPU vLLM always runs its model in a worker process, and the engine-core process waits
-# for each step's result in a Python loop that spins on shared memory with sched_yield()
-# for up to a second after the last read. Every turn of that loop drops and retakes the
-# GIL at once, so the core's output thread (the one that sends finished steps to the API
-# server) waits in vain: CPython only forces a switch when the GIL has NOT changed hands
-# during its 5 ms wait. Tokens then pile up and reach the client in one burst when the
-# request ends (bench/engine_burst.py: 9 of 12 back-to-back requests). vLLM's C spin loop
-# waits with the GIL released, so the output thread sends each step as it is made. A GPU
-# engine on one GPU runs its model inside the core process (no such loop, and CUDA waits
-# release the GIL); a tensor-parallel GPU engine has the loop and would want the same
-# variable (pass it in `env`).
-CPU_ENGINE_ENV = {"VLLM_USE_SPINLOOP_EXT": "1"}
-
-
 class EngineStartError(RuntimeError):
     pass
 
@@ -51,8 +37,6 @@ class EngineConfig:
     gpu_memory_utilization: float = 0.7  # CUDA only
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # on top of ours, e.g. HF_HUB_OFFLINE
-    # CPU only: the environment in CPU_ENGINE_ENV (False = vLLM's own defaults, for benchmarks)
-    cpu_tuning: bool = True
 
     @property
     def url(self) -> str:
@@ -80,8 +64,6 @@ class EngineConfig:
                     "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"})
         if self.device == "cpu":
             env["VLLM_TARGET_DEVICE"] = "cpu"
-            if self.cpu_tuning:
-                env.update(CPU_ENGINE_ENV)
         env.update(self.env)
         return env
 
