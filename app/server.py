@@ -132,11 +132,13 @@ def _build_lifespan(
                             settings.tts_api, engine.model, profile.profile.name,
                             info_.source, info_.device)
                 sampler = asyncio.ensure_future(_sample_codec_margin(worker, admission))
+                watcher = asyncio.ensure_future(_watch_engine(engine, service))
                 try:
                     yield
                 finally:
-                    sampler.cancel()
-                    await asyncio.gather(sampler, return_exceptions=True)
+                    for task in (sampler, watcher):
+                        task.cancel()
+                    await asyncio.gather(sampler, watcher, return_exceptions=True)
             finally:
                 if voice_store is not None:
                     await voice_store.close()
@@ -146,6 +148,27 @@ def _build_lifespan(
 
 
 MARGIN_SAMPLE_S = 1.0
+ENGINE_WATCH_S = 0.5
+
+
+async def _watch_engine(engine: EngineClient, service: SpeechService) -> None:
+    """While streams are running, ask the engine for its health twice a second, so a lost
+    engine ends them within about a second even when none has a request open right then
+    (a fast engine finishes each segment long before its audio has played)."""
+    failures = 0
+    while True:
+        await asyncio.sleep(ENGINE_WATCH_S)
+        if not service.admission.in_use or service.engine_lost.is_set():
+            failures = 0
+            continue
+        try:
+            healthy = await asyncio.wait_for(engine.healthy(), 2.0)
+        except TimeoutError:
+            continue  # slow is not gone; the stall timeout covers a hung engine
+        failures = 0 if healthy else failures + 1
+        if failures >= 2:  # twice in a row: one refused probe is not a lost engine
+            logger.warning("engine health check failed with streams running")
+            service.engine_lost.set()
 
 
 async def _sample_codec_margin(worker: CodecWorker, admission: Admission) -> None:

@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,12 +41,18 @@ logger = logging.getLogger(__name__)
 URGENCY_MARGIN_S = 0.05
 SEGMENTS_AHEAD = 1
 JOIN_FADE_S = 0.005
+# Engine failures that mean it is gone (not a rejection of one request).
+ENGINE_LOST = ("unreachable", "disconnected", "stall")
 
 
 class SegmentStream:
     """One segment's engine request and its audio. `start()` once, iterate once, `aclose()`."""
 
-    def __init__(self, service: SpeechService, job: SpeechJob, segment: Segment, index: int):
+    def __init__(self, service: SpeechService, job: SpeechJob, segment: Segment, index: int,
+                 needs_engine: Callable[[], bool] = lambda: False):
+        """`needs_engine()`: does the request still wait for engine output (a segment still
+        generating or not opened yet)? Then losing the engine ends it at once."""
+        self._needs_engine = needs_engine
         self._service = service
         self.job = job
         self.segment = segment
@@ -76,6 +82,8 @@ class SegmentStream:
                 self.segment.prompt, self.segment.params, self._engine_request_id())
         except EngineUnavailable as exc:
             self._service.metrics.engine_error(exc.kind)
+            if exc.kind in ENGINE_LOST:
+                self._service.engine_lost.set()
             raise
         self.engine_open_at = time.perf_counter()
         self._reader = asyncio.ensure_future(self._read(self.tokens))
@@ -89,6 +97,7 @@ class SegmentStream:
             async for ids in tokens:
                 if self.first_token_at is None:
                     self.first_token_at = time.perf_counter()
+                    self._service.engine_lost.clear()  # it answers again
                 count = len(self.frames)
                 self.frames.extend(self.assembler.push(ids))
                 if len(self.frames) > count:
@@ -98,6 +107,8 @@ class SegmentStream:
                 self._arrived.set()
         except EngineUnavailable as exc:  # counted here, once, whoever reads the failure
             self._service.metrics.engine_error(exc.kind)
+            if exc.kind in ENGINE_LOST:
+                self._service.engine_lost.set()  # every stream still waiting on it ends now
             raise
         finally:
             self._arrived.set()
@@ -117,16 +128,37 @@ class SegmentStream:
         """Decode one window; an engine failure meanwhile withdraws it and raises at once."""
         frames = np.asarray(self.frames[window.window_start:window.window_end],
                             dtype=np.int64)  # (T, codes per frame)
+        self._check_engine()
         decode = asyncio.ensure_future(self._service.worker.decode(frames))
         reader = self._reader
+        watched: set[asyncio.Future[Any]] = {decode}
         if reader is not None and not reader.done():
-            await asyncio.wait({decode, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if reader.done() and not reader.cancelled() and reader.exception() is not None \
-                    and not decode.done():
+            watched.add(reader)
+        lost = None
+        if self._needs_engine():
+            lost = asyncio.ensure_future(self._service.engine_lost.wait())
+            watched.add(lost)
+        try:
+            if len(watched) > 1:
+                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            failed = reader is not None and reader.done() and not reader.cancelled() \
+                and reader.exception() is not None
+            if not decode.done() and (failed or (lost is not None and lost.done())):
                 decode.cancel()
                 await asyncio.gather(decode, return_exceptions=True)
-                raise reader.exception()  # type: ignore[misc]
-        return await decode
+                if failed:
+                    raise reader.exception()  # type: ignore[union-attr, misc]
+                self._check_engine()
+            return await decode
+        finally:
+            if lost is not None:
+                lost.cancel()
+
+    def _check_engine(self) -> None:
+        """End a request that still needs the engine once the engine is known to be lost
+        (another stream saw it go): its remaining audio cannot come."""
+        if self._service.engine_lost.is_set() and self._needs_engine():
+            raise EngineUnavailable("lost the connection to the engine", kind="disconnected")
 
     async def chunks(self, listener_buffer_s: Callable[[], float] | None = None
                      ) -> AsyncIterator[np.ndarray]:
@@ -207,8 +239,13 @@ class SpeechStream:
         """Open the first segment's engine request (rejections raise here)."""
         await self._open(0)
 
+    def _needs_engine(self) -> bool:
+        return len(self._segments) < len(self.job.segments) or any(
+            s._reader is not None and not s._reader.done() for s in self._segments)
+
     async def _open(self, index: int) -> SegmentStream:
-        segment = SegmentStream(self._service, self.job, self.job.segments[index], index)
+        segment = SegmentStream(self._service, self.job, self.job.segments[index], index,
+                                self._needs_engine)
         self._segments.append(segment)
         await segment.start()
         return segment

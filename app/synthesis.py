@@ -10,6 +10,7 @@ status line. The audio itself comes from `app.streams.SpeechStream`.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import time
@@ -124,6 +125,9 @@ class SpeechService:
         self.profile = profile
         self.metrics = metrics
         self.admission = admission
+        # Set when an engine request finds the engine gone, cleared when one gets a token:
+        # streams that still wait on the engine end at once instead of at their next request.
+        self.engine_lost = asyncio.Event()
         self.sample_rate = sample_rate
         self.samples_per_frame = samples_per_frame
         self.voice_map = settings.resolved_voice_map()
