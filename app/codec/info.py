@@ -9,7 +9,7 @@ checked against it afterwards.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 CodecName = Literal["snac", "neucodec"]
@@ -31,8 +31,9 @@ class CodecLayout:
     # Streaming defaults chosen by measurement (FIRST_CHUNK_FRAMES=0 / MIN_CONTEXT_FRAMES=-1):
     # SNAC is convolutional, so 1 frame of context per side matches an offline decode to
     # 72 dB; NeuCodec attends over the whole window, so it needs far more (bench.neucodec_schedules).
-    first_chunk_frames: int = 3
-    min_context_frames: int = 1
+    # Not part of the layout's identity (a stored voice's layout compares equal without them).
+    first_chunk_frames: int = field(default=3, compare=False)
+    min_context_frames: int = field(default=1, compare=False)
 
     @property
     def frame_s(self) -> float:
