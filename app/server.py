@@ -152,13 +152,23 @@ ENGINE_WATCH_S = 0.5
 
 
 async def _watch_engine(engine: EngineClient, service: SpeechService) -> None:
-    """While streams are running, ask the engine for its health twice a second, so a lost
-    engine ends them within about a second even when none has a request open right then
-    (a fast engine finishes each segment long before its audio has played)."""
+    """Decide when the engine is lost, so every stream still waiting on it ends at once.
+
+    While streams are running, the engine's health is asked twice a second, so a lost engine
+    ends them within about a second even when none has a request open right then (a fast
+    engine finishes each segment long before its audio has played); two failed probes in a
+    row condemn it. When a request loses its own connection (`engine_suspect`), one probe is
+    made at once and one failure condemns it: behind a router, one engine dying ends only
+    the streams it was serving, while the router still answers for the others.
+    """
     failures = 0
     while True:
-        await asyncio.sleep(ENGINE_WATCH_S)
-        if not service.admission.in_use or service.engine_lost.is_set():
+        suspect = False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(service.engine_suspect.wait(), ENGINE_WATCH_S)
+            suspect = True
+        service.engine_suspect.clear()
+        if service.engine_lost.is_set() or not (suspect or service.admission.in_use):
             failures = 0
             continue
         try:
@@ -166,9 +176,10 @@ async def _watch_engine(engine: EngineClient, service: SpeechService) -> None:
         except TimeoutError:
             continue  # slow is not gone; the stall timeout covers a hung engine
         failures = 0 if healthy else failures + 1
-        if failures >= 2:  # twice in a row: one refused probe is not a lost engine
+        if failures >= (1 if suspect else 2):  # one refused probe alone is not a lost engine
             logger.warning("engine health check failed with streams running")
             service.engine_lost.set()
+            failures = 0
 
 
 async def _sample_codec_margin(worker: CodecWorker, admission: Admission) -> None:

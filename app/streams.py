@@ -83,7 +83,7 @@ class SegmentStream:
         except EngineUnavailable as exc:
             self._service.metrics.engine_error(exc.kind)
             if exc.kind in ENGINE_LOST:
-                self._service.engine_lost.set()
+                self._service.engine_suspect.set()
             raise
         self.engine_open_at = time.perf_counter()
         self._reader = asyncio.ensure_future(self._read(self.tokens))
@@ -108,7 +108,7 @@ class SegmentStream:
         except EngineUnavailable as exc:  # counted here, once, whoever reads the failure
             self._service.metrics.engine_error(exc.kind)
             if exc.kind in ENGINE_LOST:
-                self._service.engine_lost.set()  # every stream still waiting on it ends now
+                self._service.engine_suspect.set()  # the health watch decides for the rest
             raise
         finally:
             self._arrived.set()

@@ -125,9 +125,13 @@ class SpeechService:
         self.profile = profile
         self.metrics = metrics
         self.admission = admission
-        # Set when an engine request finds the engine gone, cleared when one gets a token:
+        # Set when the engine is known to be gone, cleared when a request gets a token:
         # streams that still wait on the engine end at once instead of at their next request.
         self.engine_lost = asyncio.Event()
+        # Set when one request lost its engine connection. That alone does not condemn the
+        # engine (behind a router only one of several engines may have gone): the health
+        # watch probes at once and sets `engine_lost` only if the engine fails to answer.
+        self.engine_suspect = asyncio.Event()
         self.sample_rate = sample_rate
         self.samples_per_frame = samples_per_frame
         self.voice_map = settings.resolved_voice_map()

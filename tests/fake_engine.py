@@ -88,6 +88,8 @@ def create_fake_engine(script: Script) -> Starlette:
                     await asyncio.sleep(3600)
                 step = script.tokens_per_event
                 for i in range(0, len(tokens), step):
+                    if "DROP_MIDWAY" in body["prompt"] and i >= len(tokens) // 2:
+                        raise ConnectionAbortedError("scripted: this request's link drops")
                     if "FAIL_MIDWAY" in body["prompt"] and i >= len(tokens) // 2:
                         yield f"data: {json.dumps({'error': {'message': 'engine died'}})}\n\n"
                         return

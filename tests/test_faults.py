@@ -95,6 +95,42 @@ def test_engine_killed_mid_stream_ends_every_stream_quickly_and_recovers(engine_
             assert app.state.tts.admission.in_use == 0
 
 
+def test_one_lost_engine_connection_ends_only_that_stream_while_the_engine_answers(
+        engine_url, script):
+    """Behind a router one engine may die while the others serve: a stream whose engine
+    connection breaks ends, and the others (their engine still answers /health) finish."""
+    script.frames, script.delay_s = 300, 0.01  # about 3 s of paced generation each
+    app = create_app(settings_for(engine_url, MAX_CONCURRENT_STREAMS=8),
+                     codec_factory=lambda s: RecordingCodec(delay_s=0.0))
+    with serve(app) as url:
+        got: dict[str, int] = {}
+
+        def listen(text: str) -> None:
+            received = 0
+            try:
+                with httpx.stream("POST", url + SPEECH, timeout=30,
+                                  json={"input": text, "response_format": "pcm"}) as r:
+                    for data in r.iter_bytes():
+                        received += len(data)
+            except httpx.HTTPError:
+                pass
+            got[text] = received
+
+        words = " and on" * 12
+        texts = [f"Keeps going{words}.", f"DROP_MIDWAY here{words}.", f"Also keeps going{words}."]
+        for text in (texts[0], texts[2]):  # what each gets alone
+            listen(text)
+        alone = dict(got)
+        threads = [threading.Thread(target=listen, args=(t,)) for t in texts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert got[texts[0]] == alone[texts[0]] > 0 and got[texts[2]] == alone[texts[2]], got
+        assert 0 < got[texts[1]] < alone[texts[0]], got
+        assert app.state.tts.admission.in_use == 0
+
+
 def test_engine_that_sends_nothing_is_abandoned_after_the_stall_timeout(engine_url, script):
     app = create_app(settings_for(engine_url, ENGINE_STALL_TIMEOUT_S=1.0),
                      codec_factory=lambda s: RecordingCodec())
