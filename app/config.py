@@ -60,8 +60,10 @@ class Settings(BaseSettings):
     )
     default_max_tokens: int = Field(3072, alias="DEFAULT_MAX_TOKENS", ge=7, le=65536)
     default_playback_speed: float = Field(
-        1.5, alias="DEFAULT_PLAYBACK_SPEED", gt=0.0, le=30.0,
-        description="Seconds of audio per streamed chunk after the first.",
+        0.0, alias="DEFAULT_PLAYBACK_SPEED", ge=0.0, le=30.0,
+        description="Seconds of audio per streamed chunk after the first. 0 = the codec's "
+        "own default (SNAC: 1.5 s, the seed's; NeuCodec, whose non-causal decoder is more "
+        "faithful in longer windows: 5 s).",
     )
     default_playback_overlap_speed: float = Field(
         0.2, alias="DEFAULT_PLAYBACK_OVERLAP_SPEED", ge=0.0, le=2.0,
@@ -129,12 +131,23 @@ class Settings(BaseSettings):
     codec_device: Literal["auto", "cpu", "cuda"] = Field("auto", alias="CODEC_DEVICE")
     codec_threads: int = Field(
         0, alias="CODEC_THREADS", ge=0, le=256,
-        description="torch threads for the codec; 0 = torch's default (all cores). On a "
-        "CPU shared with the engine, 1 avoids threads spin-waiting on each other.",
+        description="torch (and onnxruntime) threads for the codec; 0 = their default (all "
+        "cores). On a CPU shared with the engine, 1 avoids threads spin-waiting on each other.",
     )
     codec_dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", alias="CODEC_DTYPE",
         description="Codec weights' dtype; bfloat16 is about 3x cheaper on CPUs with AVX512-BF16.",
+    )
+    codec_backend: Literal["torch", "onnxruntime"] = Field(
+        "torch", alias="CODEC_BACKEND",
+        description="What runs the SNAC decoder. onnxruntime (float32 on CPU): the decoder "
+        "is exported to ONNX at start-up (cached in CODEC_CACHE_DIR) and used only if it "
+        "matches torch to 90 dB, else torch with a warning. CUDA and NeuCodec keep torch.",
+    )
+    codec_cache_dir: str = Field(
+        "~/.cache/tts-api/codec", alias="CODEC_CACHE_DIR",
+        description="Directory for exported ONNX decoders, named by a hash of the weights (~ "
+        "is the home directory). Unwritable: the decoder is exported again at every start.",
     )
     model_profile: str = Field(
         "auto", alias="MODEL_PROFILE",
@@ -164,13 +177,25 @@ class Settings(BaseSettings):
     first_chunk_frames: int = Field(
         0, alias="FIRST_CHUNK_FRAMES", ge=0, le=1024,
         description="Codec frames in the first streamed chunk, for low first-audio latency. "
-        "0 = the codec's own default (SNAC: 3 frames = 256 ms; NeuCodec: 25 = 0.5 s).",
+        "0 = the codec's own default (SNAC: 3 frames = 256 ms; NeuCodec: 50 = 1 s).",
     )
     min_context_frames: int = Field(
         -1, alias="MIN_CONTEXT_FRAMES", ge=-1, le=1024,
         description="Least left/right codec context decoded around each chunk, in frames. "
         "-1 = the codec's own default (SNAC: 1 frame, 85 ms; NeuCodec, whose decoder is "
-        "non-causal: 40 frames = 0.8 s).",
+        "non-causal: 16 frames = 0.32 s).",
+    )
+    chunk_growth: float = Field(
+        0.0, alias="CHUNK_GROWTH", ge=0.0, le=10.0,
+        description="Each streamed chunk after the first is this many times as long as the "
+        "audio sent so far (up to playback_speed). 0 = the codec's own default (SNAC: 1; "
+        "NeuCodec: 3, longer windows decode it more faithfully).",
+    )
+    min_window_frames: int = Field(
+        -1, alias="MIN_WINDOW_FRAMES", ge=-1, le=4096,
+        description="Least codec frames per decode window: the window reaches back into "
+        "audio already sent (at most the chunk's own length; no added latency, more decode). "
+        "-1 = the codec's own default (SNAC: 0; NeuCodec, a non-causal decoder: 200 = 4 s).",
     )
     max_input_chars: int = Field(4096, alias="MAX_INPUT_CHARS", ge=1)
     default_response_format: ResponseFormat = Field(

@@ -9,7 +9,11 @@ raised-cosine and amplitude-complementary (the two decodes are near-identical si
 there is no dip in level at a seam.
 
 Chunk sizes grow: the first is `first_chunk_frames` (low first-audio latency); each next one is
-as long as everything emitted so far, capped at `chunk_frames` (`playback_speed` seconds). When
+`growth` times as long as everything emitted so far, capped at `chunk_frames` (`playback_speed`
+seconds). A codec whose decoder is non-causal (NeuCodec: attention and normalization over the
+whole window) decodes more faithfully in longer windows, so a plan may ask for at least
+`min_window_frames` per window: the window reaches further back into frames already emitted
+(never more than the chunk's own length), which costs decode time but no latency. When
 the caller says the listener's buffer is about to run dry (`urgent`), the next chunk is cut
 short to whatever is already decodable, down to `min_chunk_frames`. `cut_short` is the rule
 for saying so: only at the last moment, when neither the full-size chunk nor one more frame
@@ -36,6 +40,8 @@ class ChunkPlan:
     context_frames: int
     half_overlap: int
     samples_per_frame: int
+    growth: float = 1.0
+    min_window_frames: int = 0
 
     @classmethod
     def from_seconds(
@@ -47,6 +53,8 @@ class ChunkPlan:
         min_context_frames: int,
         sample_rate: int,
         samples_per_frame: int,
+        growth: float = 1.0,
+        min_window_frames: int = 0,
     ) -> ChunkPlan:
         """Seconds -> frames of the codec in use (its `CodecLayout` gives both rates)."""
         chunk = max(1, round(playback_speed_s * sample_rate / samples_per_frame))
@@ -55,7 +63,7 @@ class ChunkPlan:
         # A seam's fade must lie inside both neighbours' own samples.
         half = min(half, first * samples_per_frame // 2, chunk * samples_per_frame // 2)
         context = max(min_context_frames, math.ceil(half / samples_per_frame))
-        return cls(first, chunk, context, half, samples_per_frame)
+        return cls(first, chunk, context, half, samples_per_frame, growth, min_window_frames)
 
     @property
     def min_chunk_frames(self) -> int:
@@ -94,7 +102,17 @@ class ChunkPlanner:
         self._emitted_frames = 0
 
     def _planned_size(self) -> int:
-        return min(self.plan.chunk_frames, max(self.plan.first_chunk_frames, self._emitted_frames))
+        grown = math.floor(self.plan.growth * self._emitted_frames)
+        return min(self.plan.chunk_frames, max(self.plan.first_chunk_frames, grown))
+
+    def _window_start(self, start: int, end: int, window_end: int) -> int:
+        """Left context: `context_frames`, or more to make the window `min_window_frames`
+        long, but never more than the chunk's own length."""
+        past = self.plan.context_frames
+        if self.plan.min_window_frames:
+            wanted = self.plan.min_window_frames - (window_end - start)
+            past = max(past, min(wanted, end - start))
+        return max(0, start - past)
 
     def frames_missing(self, available: int) -> int:
         """Frames still to arrive before the next full-size window can be decoded."""
@@ -119,9 +137,11 @@ class ChunkPlanner:
                 size = min(size, ready)
         end = start + size
         if available >= end + ctx and not (finished and available - end < size // 2 + 1):
-            window = Window(start, end, max(0, start - ctx), end + ctx, final=False)
+            window = Window(start, end, self._window_start(start, end, end + ctx), end + ctx,
+                            final=False)
         elif finished:
-            window = Window(start, available, max(0, start - ctx), available, final=True)
+            window = Window(start, available, self._window_start(start, available, available),
+                            available, final=True)
         else:
             return None
         self._next_start = window.end

@@ -176,8 +176,13 @@ class SpeechService:
                         return self.resolve_speaker(name)
         return self.settings.default_speaker
 
+    @property
+    def default_playback_speed(self) -> float:
+        """DEFAULT_PLAYBACK_SPEED, or the codec's own chunk length when that is 0."""
+        return self.settings.default_playback_speed or self.worker.codec.info.layout.chunk_s
+
     def chunk_plan(self, playback_speed: float | None, overlap: float | None) -> ChunkPlan:
-        speed = self.settings.default_playback_speed if playback_speed is None else playback_speed
+        speed = self.default_playback_speed if playback_speed is None else playback_speed
         lap = self.settings.default_playback_overlap_speed if overlap is None else overlap
         if lap >= speed:
             raise InvalidRequest(
@@ -192,6 +197,9 @@ class SpeechService:
             first_chunk_frames=first,
             min_context_frames=layout.min_context_frames if context < 0 else context,
             sample_rate=self.sample_rate, samples_per_frame=self.samples_per_frame,
+            growth=self.settings.chunk_growth or layout.chunk_growth,
+            min_window_frames=layout.min_window_frames if self.settings.min_window_frames < 0
+            else self.settings.min_window_frames,
         )
 
     def split(self, text: str, normalize: bool) -> list[str]:

@@ -14,7 +14,12 @@ the machine falls on every row alike. Decode time is measured around each decode
 process CPU time and wall time. Each codec decodes every window length it will see once
 before timing starts. torch runs one intra-op thread by default: on a small shared box,
 OpenMP threads spin while waiting for a descheduled sibling and CPU time then measures the
-contention, not the decode work (pass --threads to change it).
+contention, not the decode work (pass --threads to change it; onnxruntime gets the same).
+
+Backend rows (CODEC_BACKEND): the same fp32 weights decoded by onnxruntime (the ONNX export of
+app.codec.onnx_backend, exported afresh into a temporary cache unless --codec-cache-dir names
+one), streamed the same ways as their torch rows in the same run; the backend table gives
+CPU-s per audio-second for both and the ratio. --no-onnxruntime leaves them out.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +52,7 @@ from bench.streamers import (
     planner_steps,
     replay_steps,
     scicom_steps,
+    snr_db,
 )
 
 SAMPLE_RATE = SNAC_24KHZ.sample_rate  # this bench measures SNAC
@@ -56,6 +64,10 @@ ADAPTIVE_ROW = "ours adaptive @83 tok/s"
 SNR_TARGET_DB = 40.0
 TARGET_VS_ORPHEUS = 3.0
 TARGET_VS_SCICOM = 2.0
+ONNX = "onnxruntime"  # the codec key (and CODEC_BACKEND value) of the backend rows
+# (onnxruntime row, its torch twin): same streaming method, same weights, other backend.
+BACKEND_PAIRS = {"ours 1.5s/0.2s onnxruntime": "ours 1.5s/0.2s",
+                 "orpheus onnxruntime": "orpheus"}
 
 
 class TimedDecode:
@@ -91,13 +103,15 @@ def plan_of(speed_s: float, overlap_s: float) -> ChunkPlan:
                                   samples_per_frame=SAMPLES_PER_FRAME)
 
 
+def planner(plan: ChunkPlan) -> Callable[[StreamRun, np.ndarray, DecodeFn], Steps]:
+    return lambda run, f, d: planner_steps(run, f, d, plan)
+
+
 def build_cases() -> list[Case]:
     ours = plan_of(1.5, 0.2)
     short = plan_of(0.5, 0.1)
     chunk = round(1.5 * SAMPLE_RATE / SAMPLES_PER_FRAME)
     fade = round(SCICOM_FADE_S * SAMPLE_RATE)
-    def planner(plan: ChunkPlan) -> Callable[[StreamRun, np.ndarray, DecodeFn], Steps]:
-        return lambda run, f, d: planner_steps(run, f, d, plan)
 
     def adaptive(run: StreamRun, f: np.ndarray, d: DecodeFn) -> Steps:
         schedule = schedule_windows(ours, f.shape[0], REALTIME_TOKENS_PER_S)
@@ -120,7 +134,19 @@ def build_cases() -> list[Case]:
     ]
 
 
-def load_codecs(device: str) -> dict[str, Any]:
+def backend_cases() -> list[Case]:
+    """The onnxruntime twins of BACKEND_PAIRS' torch rows."""
+    return [
+        Case("ours 1.5s/0.2s onnxruntime", ONNX, planner(plan_of(1.5, 0.2)),
+             "ChunkPlan defaults, CODEC_BACKEND=onnxruntime"),
+        Case("orpheus onnxruntime", ONNX, orpheus_steps,
+             "4-frame window, emit [2048:4096], CODEC_BACKEND=onnxruntime"),
+    ]
+
+
+def load_codecs(device: str, *, onnx_cache_dir: Path | None = None, threads: int = 1
+                ) -> dict[str, Any]:
+    """The torch builds, and the onnxruntime one when a cache directory is given (CPU only)."""
     import torch
     from snac import SNAC  # type: ignore[import-untyped]
 
@@ -133,6 +159,15 @@ def load_codecs(device: str) -> dict[str, Any]:
         model = SNAC(**SNAC_24KHZ_CONFIG)
     unfolded = SnacCodec(model.to(device).eval(), fp32.info)
     codecs = {"fp32": fp32, "bf16": bf16, "fp32_unfolded": unfolded}
+    if onnx_cache_dir is not None:
+        from app.codec.onnx_backend import with_onnxruntime
+
+        onnx = with_onnxruntime(fp32, cache_dir=onnx_cache_dir, threads=threads)
+        if onnx.backend == ONNX:
+            codecs[ONNX] = onnx
+        else:
+            print("onnxruntime decoder not available (see the warning above): no backend rows",
+                  file=sys.stderr)
     for codec in codecs.values():
         codec.set_noise(False)
     return codecs
@@ -200,7 +235,7 @@ def score(case: Case, run: StreamRun, timed: TimedDecode, offline: dict[str, np.
 
 def offline_decodes(codecs: dict[str, Any], frames: np.ndarray) -> tuple[dict, dict]:
     audio, timing = {}, {}
-    for key in ("fp32", "bf16"):
+    for key in [k for k in ("fp32", "bf16", ONNX) if k in codecs]:
         codecs[key].warm_up([frames.shape[0]])
         timed = TimedDecode(codecs[key])
         audio[key] = timed(frames)
@@ -225,6 +260,8 @@ def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
         "folded / unfolded (orpheus)": ("orpheus", "orpheus unfolded"),
         "bf16 / fp32": ("ours 1.5s/0.2s bf16", ours),
     }
+    pairs.update({f"onnxruntime / torch ({torch_row})": (onnx_row, torch_row)
+                  for onnx_row, torch_row in BACKEND_PAIRS.items() if onnx_row in rows})
     return {name: {"audio_per_cpu": ratio(a, b, "audio_s_per_cpu_s"),
                    "audio_per_wall": ratio(a, b, "audio_s_per_wall_s"),
                    "redundancy": ratio(b, a, "redundancy")}
@@ -241,6 +278,44 @@ def targets(rows: dict[str, dict[str, Any]], ratio: dict[str, dict[str, float]]
         "efficiency >= 2x scicom": {"value": vs_scicom, "met": vs_scicom >= TARGET_VS_SCICOM},
         "seam SNR >= 40 dB": {"value": snr, "met": snr >= SNR_TARGET_DB},
     }
+
+
+def backend_summary(rows: dict[str, dict[str, Any]], runs: dict[str, StreamRun],
+                    codecs: dict[str, Any], offline: dict[str, np.ndarray],
+                    offline_timing: dict[str, dict[str, float]]) -> dict[str, Any] | None:
+    """torch vs onnxruntime: CPU-s per audio-second per streaming method, SNR of each
+    onnxruntime output against its torch twin's (same method), and the export."""
+    if ONNX not in codecs:
+        return None
+    onnx = codecs[ONNX]
+    audio_s = offline["fp32"].shape[0] / SAMPLE_RATE
+    methods = {"offline": {"torch_cpu_s_per_audio_s": offline_timing["fp32"]["cpu_s"] / audio_s,
+                           "onnx_cpu_s_per_audio_s": offline_timing[ONNX]["cpu_s"] / audio_s,
+                           "onnx_vs_torch_snr_db": snr_db(offline["fp32"], offline[ONNX])}}
+    for onnx_row, torch_row in BACKEND_PAIRS.items():
+        (torch_start, torch_audio), (onnx_start, onnx_audio) = (
+            runs[torch_row].signal(), runs[onnx_row].signal())
+        assert torch_start == onnx_start, "twins emit the same samples"
+        methods[torch_row] = {"torch_cpu_s_per_audio_s": 1 / rows[torch_row]["audio_s_per_cpu_s"],
+                              "onnx_cpu_s_per_audio_s": 1 / rows[onnx_row]["audio_s_per_cpu_s"],
+                              "onnx_vs_torch_snr_db": snr_db(torch_audio, onnx_audio)}
+    for m in methods.values():
+        m["onnx_over_torch_cpu"] = m["onnx_cpu_s_per_audio_s"] / m["torch_cpu_s_per_audio_s"]
+    return {"graph": onnx.graph_path.name, "cache_hit": onnx.cache_hit,
+            "export_s": onnx.export_s, "check_snr_db": onnx.snr_db, "methods": methods}
+
+
+def print_backends(backends: dict[str, Any]) -> None:
+    source = ("from the cache" if backends["cache_hit"]
+              else f"exported in {backends['export_s']:.1f} s")
+    print(f"\nCodec backends (CODEC_BACKEND), same weights, same run; SNR of the onnxruntime "
+          f"output vs torch's by the same method. onnxruntime graph {source}, start-up check "
+          f"{backends['check_snr_db']:.1f} dB.")
+    print(format_table(
+        ["method", "torch cpu-s/audio-s", "onnx cpu-s/audio-s", "onnx/torch", "SNR vs torch dB"],
+        [[name, m["torch_cpu_s_per_audio_s"], m["onnx_cpu_s_per_audio_s"],
+          m["onnx_over_torch_cpu"], m["onnx_vs_torch_snr_db"]]
+         for name, m in backends["methods"].items()]))
 
 
 def print_report(rows: list[dict[str, Any]], ratio: dict, goals: dict, offline: dict,
@@ -260,8 +335,8 @@ def print_report(rows: list[dict[str, Any]], ratio: dict, goals: dict, offline: 
             print(f"{r['method']}: SNR vs its own bf16 offline decode "
                   f"{r['snr_vs_bf16_offline_db']:.1f} dB (seams "
                   f"{r['seam_snr_vs_bf16_offline_db']:.1f} dB): the rest is bf16 itself")
-    print(f"offline decode: fp32 {offline['fp32']['cpu_s']:.2f} cpu s, "
-          f"bf16 {offline['bf16']['cpu_s']:.2f} cpu s")
+    print("offline decode: " + ", ".join(f"{key} {t['cpu_s']:.2f} cpu s"
+                                         for key, t in offline.items()))
     print()
     print(format_table(["ratio", "audio/cpu", "audio/wall", "less redundancy"],
                        [[name, v["audio_per_cpu"], v["audio_per_wall"], v["redundancy"]]
@@ -282,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="codec device; CPU time is only meaningful on cpu")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1, see the module docstring)")
+    parser.add_argument("--no-onnxruntime", action="store_true",
+                        help="leave out the onnxruntime backend rows")
+    parser.add_argument("--codec-cache-dir", default=None,
+                        help="CODEC_CACHE_DIR for the onnxruntime rows (default: a temporary "
+                        "directory, so the export is timed)")
     parser.add_argument("--json", default=None, help="write the results here")
     return parser
 
@@ -299,12 +379,18 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info()
     info.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
                 device=args.device)
+    if not args.no_onnxruntime:
+        import onnxruntime  # type: ignore[import-untyped]
+
+        info.update(onnxruntime=onnxruntime.__version__)
     frames = np.random.default_rng(args.seed).integers(0, SNAC_24KHZ.codebook_size, (frames_n, SNAC_24KHZ.codes_per_frame))  # (T, 7)
     print(f"loading codecs on {args.device} (load average {info['load_average_at_start']})",
           file=sys.stderr)
-    codecs = load_codecs(args.device)
+    with tempfile.TemporaryDirectory(prefix="bench-codec-cache-") as scratch:
+        cache_dir = None if args.no_onnxruntime else Path(args.codec_cache_dir or scratch)
+        codecs = load_codecs(args.device, onnx_cache_dir=cache_dir, threads=args.threads)
     offline, offline_timing = offline_decodes(codecs, frames)
-    cases = build_cases()
+    cases = build_cases() + (backend_cases() if ONNX in codecs else [])
     print(f"streaming {frames_n} frames through {len(cases)} rows side by side ...",
           file=sys.stderr)
     load_before = load_average()
@@ -314,7 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {r["method"]: r for r in rows}
     ratio = ratios(by_name)
     goals = targets(by_name, ratio)
+    backends = backend_summary(by_name, {run.method: run for run, _ in runs}, codecs, offline,
+                               offline_timing)
     print_report(rows, ratio, goals, offline_timing, frames_n)
+    if backends is not None:
+        print_backends(backends)
     elapsed = time.perf_counter() - started
     print(f"\ntotal {elapsed:.0f} s; load average now {load_average()}")
     if args.json:
@@ -324,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                       "ours 0.5s": plan_of(0.5, 0.1).__dict__},
             "seam_radius_samples": SEAM_RADIUS_SAMPLES,
             "offline_decode": offline_timing, "load_average_rows": [load_before, load_after],
-            "rows": rows, "ratios": ratio, "targets": goals,
+            "rows": rows, "ratios": ratio, "targets": goals, "backends": backends,
             "elapsed_s": elapsed, "load_average_at_end": load_average(),
         })
     return 0

@@ -2,8 +2,8 @@
 
 Results show the architecture (a non-causal decoder: attention and GroupNorm over the whole
 window), not trained quality. For each schedule: overall and seam SNR against one offline
-decode, redundancy (decoded / emitted samples), first-chunk decode ms and CPU seconds of
-decode per second of audio.
+decode, redundancy (decoded / emitted samples), frames generated before the first audio can
+be decoded, first-chunk decode ms and CPU seconds of decode per second of audio.
 
     .venv/bin/python -m bench.neucodec_schedules --seconds 10 --json bench-neucodec.json
 
@@ -12,9 +12,16 @@ Schedules:
                with that fixed plan: the same windows and seams)
   scicom-grow  first window 100 tokens, windows doubling up to 500, 150 tokens (3 s) of past
                context and 10 ahead; emits each window's new part, 12 ms crossfade
-  ours         app/streaming.py at the seed's defaults (1.5 s chunks, 0.2 s overlap,
-               FIRST_CHUNK_FRAMES=3 and MIN_CONTEXT_FRAMES=1 read as 20 ms frames)
-  ours-tuned   candidates swept over first chunk / context / crossfade; reported each
+  ours, SNAC's defaults    app/streaming.py with SNAC's streaming defaults read as 20 ms
+               frames (1.5 s chunks, 0.2 s overlap, first chunk 3, context 1)
+  ours, NeuCodec defaults  what a NeuCodec stream gets (app/codec/info.py NEUCODEC): first
+               chunk 50 frames, 16 of context each side, chunks growing 3x the audio so far up
+               to 5 s, windows of at least 200 frames (more past context, never more than the
+               chunk), 0.2 s crossfade
+  ours at 1.5 s chunks     the same with playback_speed=1.5 (the seed's chunk length)
+  ours at Scicom-grow's start  the planner at the later schedule's latency: first chunk 100,
+               growing 3x up to 15 s, 10 frames of context, windows >= 400 (FIRST_CHUNK_FRAMES=100
+               MIN_CONTEXT_FRAMES=10 MIN_WINDOW_FRAMES=400, playback_speed=15)
 """
 
 from __future__ import annotations
@@ -42,14 +49,16 @@ class Row:
     seam_snr_db: float
     worst_seam_snr_db: float
     redundancy: float
+    frames_before_first_audio: int
     first_chunk_decode_ms: float
     cpu_s_per_audio_s: float
     decode_calls: int
 
 
-def plan(first: int, chunk: int, context: int, crossfade_s: float) -> ChunkPlan:
+def plan(first: int, chunk: int, context: int, crossfade_s: float, growth: float = 1.0,
+         min_window: int = 0) -> ChunkPlan:
     half = round(crossfade_s * RATE) // 2
-    return ChunkPlan(first, chunk, max(context, -(-half // SPF)), half, SPF)
+    return ChunkPlan(first, chunk, max(context, -(-half // SPF)), half, SPF, growth, min_window)
 
 
 def grow_steps(run: StreamRun, frames: np.ndarray, decode: Callable, first: int, cap: int,
@@ -94,7 +103,8 @@ def measure(name: str, frames: np.ndarray, decode_codes: Callable, offline: np.n
     score = fidelity(run, offline)
     emitted = sum(s.audio.shape[0] for s in run.segments)
     return Row(name, score.snr_db, score.seam_snr_db, score.worst_seam_snr_db,
-               run.decoded_samples / max(1, emitted), 1000 * timings[0],
+               run.decoded_samples / max(1, emitted), run.first_audio_frames or 0,
+               1000 * timings[0],
                sum(timings) / (emitted / RATE), run.decode_calls)
 
 
@@ -129,22 +139,28 @@ def main(argv: list[str] | None = None) -> int:
         measure("ours, SNAC's defaults (first 3, ctx 1)", frames, decode_codes, offline,
                 planner_steps, default),
     ]
-    auto = ChunkPlan.from_seconds(playback_speed_s=1.5, overlap_s=0.2,
-                                  first_chunk_frames=NEUCODEC.first_chunk_frames,
-                                  min_context_frames=NEUCODEC.min_context_frames,
-                                  sample_rate=RATE, samples_per_frame=SPF)
-    rows.append(measure("ours, NeuCodec defaults (first 25, ctx 40, xf 200 ms)", frames,
-                        decode_codes, offline, planner_steps, auto))
-    for first, context, crossfade in ((25, 25, 0.012), (25, 40, 0.04), (50, 50, 0.04)):
-        rows.append(measure(f"ours-tuned first={first} ctx={context} xf={crossfade * 1000:g}ms",
-                            frames, decode_codes, offline, planner_steps,
-                            plan(first, 75, context, crossfade)))
-    print(f"{'schedule':44} {'SNR':>6} {'seam':>6} {'worst':>6} {'redund':>6} "
-          f"{'1st ms':>7} {'CPU/s':>6}")
+
+    def ours(playback_speed_s: float) -> ChunkPlan:
+        return ChunkPlan.from_seconds(
+            playback_speed_s=playback_speed_s, overlap_s=0.2,
+            first_chunk_frames=NEUCODEC.first_chunk_frames,
+            min_context_frames=NEUCODEC.min_context_frames, sample_rate=RATE,
+            samples_per_frame=SPF, growth=NEUCODEC.chunk_growth,
+            min_window_frames=NEUCODEC.min_window_frames)
+
+    rows.append(measure("ours, NeuCodec defaults", frames, decode_codes, offline,
+                        planner_steps, ours(NEUCODEC.chunk_s)))
+    rows.append(measure("ours at 1.5 s chunks", frames, decode_codes, offline, planner_steps,
+                        ours(1.5)))
+    rows.append(measure("ours at Scicom-grow's start", frames, decode_codes, offline,
+                        planner_steps, plan(100, 750, 10, 0.2, growth=3.0, min_window=400)))
+    print(f"{'schedule':40} {'SNR':>6} {'seam':>6} {'worst':>6} {'redund':>6} "
+          f"{'frames':>6} {'1st ms':>7} {'CPU/s':>6}")
     for row in rows:
-        print(f"{row.schedule:44} {row.snr_db:6.1f} {row.seam_snr_db:6.1f} "
+        print(f"{row.schedule:40} {row.snr_db:6.1f} {row.seam_snr_db:6.1f} "
               f"{row.worst_seam_snr_db:6.1f} {row.redundancy:6.2f} "
-              f"{row.first_chunk_decode_ms:7.0f} {row.cpu_s_per_audio_s:6.2f}")
+              f"{row.frames_before_first_audio:6d} {row.first_chunk_decode_ms:7.0f} "
+              f"{row.cpu_s_per_audio_s:6.3f}")
     if args.json:
         with open(args.json, "w") as out:
             json.dump([asdict(r) for r in rows], out, indent=2)

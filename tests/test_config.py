@@ -14,7 +14,7 @@ def test_settings_seed_defaults(monkeypatch):
         "TTS-model", "husein", ["husein", "idayu", "jenny"])
     assert (s.default_temperature, s.default_repetition_penalty, s.default_max_tokens) == (
         0.6, 1.15, 3072)
-    assert (s.default_playback_speed, s.default_playback_overlap_speed) == (1.5, 0.2)
+    assert (s.default_playback_speed, s.default_playback_overlap_speed) == (0.0, 0.2)
     assert (s.dynamic_batching, s.microsleep, s.max_batch_size) == (False, 1e-4, 16)
     assert (s.cuda_graph_batch, s.torch_compile, s.debug_audio) == ([], False, False)
 

@@ -38,8 +38,10 @@ SCALE_OUT_API = {"TTS_API": "http://tts-router:9093", "ENGINE_HEALTH_PATH": "/re
                  "VOICE_STORE_URL": "postgresql://tts:${POSTGRES_PASSWORD:-tts}@postgres:5432/tts",
                  "DATA_DIR": "/data"}
 API_PINNED = {
-    ("docker-compose.yaml", "tts-api"): {"DATA_DIR": "/data"},
-    ("docker-compose-cpu.yaml", "tts-api"): {"DATA_DIR": "/data", "CODEC_DEVICE": "cpu"},
+    # The exported ONNX codec is cached on the api-cache volume, so a new container reuses it.
+    ("docker-compose.yaml", "tts-api"): {"DATA_DIR": "/data", "CODEC_CACHE_DIR": "/cache/codec"},
+    ("docker-compose-cpu.yaml", "tts-api"): {"DATA_DIR": "/data", "CODEC_DEVICE": "cpu",
+                                             "CODEC_CACHE_DIR": "/cache/codec"},
     ("docker-compose-scale.yaml", "tts-api-1"): SCALE_OUT_API,
     ("docker-compose-scale.yaml", "tts-api-2"): SCALE_OUT_API,
 }

@@ -62,6 +62,45 @@ def test_stitched_stream_equals_source_when_windows_decode_exactly(speed, overla
     np.testing.assert_allclose(np.concatenate(chunks), signal, atol=1e-6)
 
 
+def neucodec_like_plan() -> ChunkPlan:
+    """NeuCodec's streaming defaults (20 ms frames of 480 samples), as app/codec/info.py has."""
+    return ChunkPlan.from_seconds(playback_speed_s=5.0, overlap_s=0.2, first_chunk_frames=50,
+                                  min_context_frames=16, sample_rate=24000,
+                                  samples_per_frame=480, growth=3.0, min_window_frames=200)
+
+
+def test_growth_sets_each_chunk_to_a_multiple_of_the_audio_so_far():
+    windows, _ = drive(neucodec_like_plan(), 1000,
+                       lambda w: np.zeros((w.window_end - w.window_start) * 480))
+    sizes = [w.end - w.start for w in windows]
+    assert sizes == [50, 150, 250, 250, 250, 50]  # 3 x 50, 3 x 200 capped at 5 s, the rest
+    assert [f for w in windows for f in range(w.start, w.end)] == list(range(1000))
+
+
+def test_min_window_reaches_back_into_emitted_frames_but_never_past_the_chunk_length():
+    windows, _ = drive(neucodec_like_plan(), 1000,
+                       lambda w: np.zeros((w.window_end - w.window_start) * 480))
+    for w in windows[1:-1]:
+        assert w.window_end == w.end + 16  # look-ahead stays the context: no added latency
+        past = w.start - w.window_start
+        assert 16 <= past <= max(16, w.end - w.start)
+        assert w.window_end - w.window_start >= min(200, w.end + 16)  # long enough, or all
+    second = windows[1]  # 150 frames + 16 ahead: 34 more frames of past reach 200
+    assert (second.window_start, second.window_end) == (50 - 34, 216)
+    last = windows[-1]  # a 50-frame tail: past grows to its own length, 50 (not 150)
+    assert (last.start, last.window_start, last.final) == (950, 900, True)
+
+
+@pytest.mark.parametrize("arrive_step", [1, 7])
+def test_stitched_stream_is_exact_with_long_past_windows(arrive_step):
+    """Extra past context moves only where a window starts, never which samples are kept."""
+    signal = np.random.default_rng(2).standard_normal(700 * 480).astype(np.float32)
+    _, chunks = drive(neucodec_like_plan(), 700,
+                      lambda w: signal[w.window_start * 480:w.window_end * 480],
+                      arrive_step=arrive_step)
+    np.testing.assert_allclose(np.concatenate(chunks), signal, atol=1e-6)
+
+
 def test_crossfade_has_no_level_dip():
     """Two decodes of a constant that disagree slightly: the seam stays between them."""
     p = plan(0.5, 0.2)

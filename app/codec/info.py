@@ -28,12 +28,16 @@ class CodecLayout:
     codebook_size: int
     samples_per_frame: int
     sample_rate: int  # Hz, of decoded audio
-    # Streaming defaults chosen by measurement (FIRST_CHUNK_FRAMES=0 / MIN_CONTEXT_FRAMES=-1):
-    # SNAC is convolutional, so 1 frame of context per side matches an offline decode to
-    # 72 dB; NeuCodec attends over the whole window, so it needs far more (bench.neucodec_schedules).
+    # Streaming defaults chosen by measurement (FIRST_CHUNK_FRAMES=0, MIN_CONTEXT_FRAMES=-1,
+    # DEFAULT_PLAYBACK_SPEED=0 take them): SNAC is convolutional, so 1 frame of context per
+    # side matches an offline decode to 72 dB; NeuCodec attends over the whole window, so it
+    # is decoded in longer, faster-growing windows (bench.neucodec_schedules).
     # Not part of the layout's identity (a stored voice's layout compares equal without them).
     first_chunk_frames: int = field(default=3, compare=False)
     min_context_frames: int = field(default=1, compare=False)
+    chunk_s: float = field(default=1.5, compare=False)  # playback_speed when none is asked
+    chunk_growth: float = field(default=1.0, compare=False)  # next chunk / audio so far
+    min_window_frames: int = field(default=0, compare=False)
 
     @property
     def frame_s(self) -> float:
@@ -55,7 +59,8 @@ SNAC_24KHZ = CodecLayout("snac", codes_per_frame=7, codebook_size=4096, samples_
                          sample_rate=24000)
 # NeuCodec (neuphonic/neucodec): one FSQ code of 4^8 values per 20 ms, 480 samples at 24 kHz out.
 NEUCODEC = CodecLayout("neucodec", codes_per_frame=1, codebook_size=65536, samples_per_frame=480,
-                       sample_rate=24000, first_chunk_frames=25, min_context_frames=40)
+                       sample_rate=24000, first_chunk_frames=50, min_context_frames=16,
+                       chunk_s=5.0, chunk_growth=3.0, min_window_frames=200)
 NOMINAL_LAYOUTS: dict[str, CodecLayout] = {"snac": SNAC_24KHZ, "neucodec": NEUCODEC}
 
 

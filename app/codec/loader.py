@@ -5,18 +5,23 @@ torch is imported here only inside the function, so importing the app never load
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from app.codec.worker import Codec
     from app.config import Settings
 
+logger = logging.getLogger(__name__)
+
 
 def load_codec(settings: Settings) -> Codec:
     """Build the codec CODEC names (SNAC_MODEL / NEUCODEC_MODEL say which weights). Blocking.
 
     CODEC=auto must have been resolved to the served model's codec first (the lifespan does
-    that from the profile, `profiles.choose_codec`).
+    that from the profile, `profiles.choose_codec`). CODEC_BACKEND=onnxruntime applies to
+    SNAC on CPU (`app.codec.onnx_backend`); NeuCodec always decodes with torch.
     """
     import torch
 
@@ -27,6 +32,9 @@ def load_codec(settings: Settings) -> Codec:
     if settings.codec == "neucodec":
         from app.codec.neucodec import NeuCodec
 
+        if settings.codec_backend != "torch":
+            logger.warning("CODEC_BACKEND=%s is SNAC-only: NeuCodec decodes with torch",
+                           settings.codec_backend)
         if not settings.neucodec_encoder:
             return NeuCodec.load(settings.neucodec_model, device=settings.codec_device,
                                  dtype=settings.codec_dtype)
@@ -37,5 +45,12 @@ def load_codec(settings: Settings) -> Codec:
             device=settings.codec_device, dtype=settings.codec_dtype)
     from app.codec.snac import SnacCodec
 
-    return SnacCodec.load(settings.snac_model, device=settings.codec_device,
-                          dtype=settings.codec_dtype)
+    codec = SnacCodec.load(settings.snac_model, device=settings.codec_device,
+                           dtype=settings.codec_dtype)
+    if settings.codec_backend == "onnxruntime":
+        from app.codec.onnx_backend import with_onnxruntime
+
+        codec = with_onnxruntime(codec, cache_dir=Path(settings.codec_cache_dir).expanduser(),
+                                 threads=settings.codec_threads)
+    logger.info("SNAC decodes with %s", codec.backend)
+    return codec

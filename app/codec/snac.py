@@ -99,9 +99,12 @@ def layout_of(model: SNAC) -> CodecLayout:
 class SnacCodec:
     """A loaded SNAC model. Frames are Orpheus 7-code frames; audio is float32 in [-1, 1]."""
 
+    backend = "torch"  # what runs the decoder (CODEC_BACKEND); see app.codec.onnx_backend
+
     def __init__(self, model: SNAC, info: CodecInfo):
         self._model = model
         self.info = info
+        self.noise = True  # the decoder's NoiseBlocks are active; set_noise changes it
         self._device = torch.device(info.device)
         self._dtype = _DTYPES[info.dtype]
         self._decode_impl: Callable[[torch.Tensor], torch.Tensor] = self._decode_eager
@@ -131,6 +134,7 @@ class SnacCodec:
 
     def set_noise(self, enabled: bool) -> None:
         """Turn the decoder's NoiseBlocks on (production) or off (deterministic tests)."""
+        self.noise = enabled
         for module in self._model.modules():
             if isinstance(module, NoiseBlock):
                 if enabled:

@@ -73,7 +73,8 @@ async def health(request: Request) -> JSONResponse:
                    "profile": state.profile.profile.name},
         "codec": {"loaded": codec_ok, "source": state.codec_info.source,
                   "random_weights": state.codec_info.random_weights,
-                  "device": state.codec_info.device, "dtype": state.codec_info.dtype},
+                  "device": state.codec_info.device, "dtype": state.codec_info.dtype,
+                  "backend": getattr(state.worker.codec, "backend", "torch")},
         "active_streams": state.metrics.active_streams,
         "queued_requests": state.admission.queued,
     }

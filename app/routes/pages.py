@@ -30,7 +30,7 @@ async def landing(request: Request) -> HTMLResponse:
         demo_hidden="" if state.demo else "hidden",
         model=html.escape(settings.model_name),
         temperature=f"{settings.default_temperature:g}",
-        playback_speed=f"{settings.default_playback_speed:g}",
+        playback_speed=f"{state.speech.default_playback_speed:g}",
         overlap_speed=f"{settings.default_playback_overlap_speed:g}",
     )
     return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
