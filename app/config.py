@@ -138,6 +138,14 @@ class Settings(BaseSettings):
         "float32", alias="CODEC_DTYPE",
         description="Codec weights' dtype; bfloat16 is about 3x cheaper on CPUs with AVX512-BF16.",
     )
+    decode_mode: Literal["auto", "stream", "windows"] = Field(
+        "auto", alias="DECODE_MODE",
+        description="stream: each stream's frames are decoded once, by a decoder that keeps "
+        "its layers' state (SNAC; audio equal to one offline decode, no seams, no re-decoded "
+        "context). windows: chunks decoded with context and crossfaded (batched across "
+        "streams, CUDA graphs; the only mode for NeuCodec). auto: stream for SNAC on CPU, "
+        "windows otherwise.",
+    )
     codec_backend: Literal["torch", "onnxruntime"] = Field(
         "torch", alias="CODEC_BACKEND",
         description="What runs the SNAC decoder. onnxruntime (float32 on CPU): the decoder "

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,10 @@ class SegmentStream:
         self.index = index
         self.assembler = FrameAssembler(service.profile.layout)
         self.stitcher = Stitcher(job.plan)
+        # DECODE_MODE=stream: this segment's own stateful decoder (no windows, no stitching).
+        self._decoder = (service.worker.codec.stream_decoder()  # type: ignore[attr-defined]
+                         if service.streamed_decode else None)
+        self._streamed_samples = 0
         self.frames: list[list[int]] = []
         self.tokens: TokenStream | None = None
         self._arrived = asyncio.Event()
@@ -113,23 +117,43 @@ class SegmentStream:
         finally:
             self._arrived.set()
 
-    def _urgent(self, planner: ChunkPlanner, available: int, buffered_s: float) -> bool:
+    @property
+    def decoded_samples(self) -> int:
+        return self._streamed_samples if self._decoder else self.stitcher.decoded_samples
+
+    @property
+    def emitted_samples(self) -> int:
+        return self._streamed_samples if self._decoder else self.stitcher.emitted_samples
+
+    def _urgent(self, frames_missing: int, available: int, buffered_s: float) -> bool:
         """Would waiting for a full-size chunk let the listener's buffer run dry?"""
         if self.first_frame_at is None or buffered_s == math.inf:
             return False
         now = time.perf_counter()
         frame_s = max(self.last_frame_at - self.first_frame_at, 1e-3) / max(available - 1, 1)
         next_frame_s = max(0.0, self.last_frame_at + frame_s - now)
-        return cut_short(buffered_s=buffered_s, frames_missing=planner.frames_missing(available),
+        return cut_short(buffered_s=buffered_s, frames_missing=frames_missing,
                          next_frame_s=next_frame_s, decode_s=self.decode_s,
                          margin_s=URGENCY_MARGIN_S)
 
     async def _decode_window(self, window: Window) -> np.ndarray:
-        """Decode one window; an engine failure meanwhile withdraws it and raises at once."""
         frames = np.asarray(self.frames[window.window_start:window.window_end],
                             dtype=np.int64)  # (T, codes per frame)
         self._check_engine()
-        decode = asyncio.ensure_future(self._service.worker.decode(frames))
+        return await self._watched(self._service.worker.decode(frames))
+
+    async def _push(self, start: int, end: int, final: bool) -> np.ndarray:
+        """DECODE_MODE=stream: frames [start, end) through this segment's decoder."""
+        assert self._decoder is not None
+        frames = np.asarray(self.frames[start:end], dtype=np.int64).reshape(
+            end - start, self._service.worker.codec.info.layout.codes_per_frame)
+        self._check_engine()
+        return await self._watched(
+            self._service.worker.decode_streamed(self._decoder, frames, final=final))
+
+    async def _watched(self, work: Awaitable[np.ndarray]) -> np.ndarray:
+        """Await codec work; an engine failure meanwhile withdraws it and raises at once."""
+        decode = asyncio.ensure_future(work)
         reader = self._reader
         watched: set[asyncio.Future[Any]] = {decode}
         if reader is not None and not reader.done():
@@ -164,6 +188,10 @@ class SegmentStream:
                      ) -> AsyncIterator[np.ndarray]:
         """Float32 chunks in order. `listener_buffer_s()`: seconds the listener has buffered."""
         assert self._reader is not None, "start() first"
+        if self._decoder is not None:
+            async for chunk in self._streamed_chunks(listener_buffer_s):
+                yield chunk
+            return
         planner = ChunkPlanner(self.job.plan)
         while True:
             finished = self._reader.done()
@@ -171,7 +199,8 @@ class SegmentStream:
                 self._reader.result()  # engine errors end the stream here
             while True:
                 buffered = listener_buffer_s() if listener_buffer_s else math.inf
-                urgent = not finished and self._urgent(planner, len(self.frames), buffered)
+                urgent = not finished and self._urgent(planner.frames_missing(len(self.frames)),
+                                                       len(self.frames), buffered)
                 window = planner.next_window(len(self.frames), finished, urgent=urgent)
                 if window is None:
                     break
@@ -194,6 +223,61 @@ class SegmentStream:
             self._arrived.clear()
             if not self._reader.done():
                 await self._arrived.wait()
+
+    async def _streamed_chunks(self, listener_buffer_s: Callable[[], float] | None
+                               ) -> AsyncIterator[np.ndarray]:
+        """DECODE_MODE=stream: frames pushed in chunk-plan sizes (the first once its audio can
+        come out, then growing, cut short when the listener would run dry), each decoded
+        once; what comes out is final audio, in order, with no seams to crossfade."""
+        plan = self.job.plan
+        lead = plan.first_chunk_frames + plan.context_frames  # as many as a first window
+        pushed = 0
+        while True:
+            finished = self._reader.done() if self._reader is not None else True
+            if finished and self._reader is not None:
+                self._reader.result()  # engine errors end the stream here
+            available = len(self.frames)
+            target = lead if not pushed else min(
+                plan.chunk_frames, max(plan.first_chunk_frames, math.floor(plan.growth * pushed)))
+            pending = available - pushed
+            ready = finished or pending >= target
+            if not ready and pushed and pending:
+                buffered = listener_buffer_s() if listener_buffer_s else math.inf
+                ready = self._urgent(target - pending, available, buffered)
+                self.urgent_windows += ready
+            if ready:
+                # At most one chunk per call, so that the codec thread takes turns between
+                # streams (a stream that fell behind must not hold it for its whole backlog).
+                end = min(available, pushed + max(target, 1))
+                final = finished and end == available
+                started = time.perf_counter()
+                audio = await self._push(pushed, end, final)
+                took = time.perf_counter() - started
+                pushed = end
+                if self.first_decode_at is None:
+                    self.first_decode_at = started + took
+                self.decode_s = took if not self.decode_s else 0.7 * self.decode_s + 0.3 * took
+                self._streamed_samples += audio.size
+                if self._service.settings.debug_audio and audio.size:
+                    await self._dump_pushed(pushed, audio)
+                if audio.size:
+                    if self.first_audio_at is None:
+                        self.first_audio_at = time.perf_counter()
+                    yield audio
+                if final:
+                    return
+                continue
+            self._arrived.clear()
+            if self._reader is not None and not self._reader.done() and \
+                    len(self.frames) == available:
+                await self._arrived.wait()
+
+    async def _dump_pushed(self, frames_in: int, audio: np.ndarray) -> None:
+        """DEBUG_AUDIO under DECODE_MODE=stream: each push's audio, named by the frames in."""
+        folder = Path(self._service.settings.data_dir) / "debug_audio" / self.job.request_id
+        stem = f"s{self.index:03d}-{frames_in:05d}" if self.index else f"{frames_in:05d}"
+        await asyncio.to_thread(write_wav, folder / f"{stem}.push.wav", audio,
+                                self._service.sample_rate)
 
     async def _dump(self, window: Window, decoded: np.ndarray, emitted: np.ndarray) -> None:
         """DEBUG_AUDIO: each decoded window and each emitted chunk, as WAV files."""
@@ -309,7 +393,7 @@ class SpeechStream:
                 hold = round(JOIN_FADE_S * service.sample_rate) if pause else 0
                 held: np.ndarray | None = None
                 async for chunk in segment.chunks(self._listener_buffer):
-                    if index and segment.stitcher.emitted_samples == chunk.size:
+                    if index and segment.emitted_samples == chunk.size:
                         chunk = self._fade(chunk, head=True)
                     if held is not None:
                         chunk = np.concatenate([held, chunk])
@@ -351,8 +435,8 @@ class SpeechStream:
             frames += stats.frames
             misplaced += stats.misplaced
             urgent += segment.urgent_windows
-            decoded += segment.stitcher.decoded_samples
-            emitted += segment.stitcher.emitted_samples
+            decoded += segment.decoded_samples
+            emitted += segment.emitted_samples
         seconds = self.emitted_samples / service.sample_rate
         service.metrics.stream_finished(
             route=self.job.route, outcome=outcome, fmt=self.job.response_format,

@@ -11,6 +11,7 @@ status line. The audio itself comes from `app.streams.SpeechStream`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import time
@@ -29,6 +30,8 @@ from app.protocol import SpeechRequest
 from app.streaming import ChunkPlan
 from app.streams import SpeechStream
 from app.text import estimate_speech_seconds, normalize_text, segment_text, strip_control_chars
+
+logger = logging.getLogger(__name__)
 
 # OpenAI's dated snapshots of its TTS models, e.g. gpt-4o-mini-tts-2025-03-20.
 _OPENAI_DATED_MODEL = re.compile(r"(gpt-4o-mini-tts|gpt-4o-tts|tts-1|tts-1-hd)-\d{4}-\d{2}-\d{2}")
@@ -135,6 +138,8 @@ class SpeechService:
         self.sample_rate = sample_rate
         self.samples_per_frame = samples_per_frame
         self.voice_map = settings.resolved_voice_map()
+        self.streamed_decode = streamed_decode(settings.decode_mode, worker.codec)
+
 
     def model_names(self) -> list[str]:
         return [self.settings.model_name, *self.settings.model_aliases]
@@ -309,3 +314,15 @@ class SpeechService:
                 slot.release()
             raise
         return stream
+
+
+def streamed_decode(mode: str, codec: object) -> bool:
+    """Does DECODE_MODE (auto/stream/windows) stream this codec's decode? (`stream` on a
+    codec without a stream decoder falls back to windows, with a warning.)"""
+    offered = callable(getattr(codec, "stream_decoder", None))
+    if mode == "stream" and not offered:
+        logger.warning("DECODE_MODE=stream: this codec has no stream decoder; windows used")
+    if mode == "auto":
+        info = getattr(codec, "info", None)
+        return offered and info is not None and info.device == "cpu"
+    return mode == "stream" and offered

@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 
 from bench.common import ROOT, format_table, free_port, load_average, machine_info, write_json
+from stack.cpus import split_cpus
 from stack.engine import EngineConfig, EngineProcess
 
 PROMPT = "<|im_start|>husein: Back to back requests, one after another.<|im_end|><|speech_start|>"
@@ -51,6 +52,7 @@ class Variant:
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=dict)  # extra request fields
+    pinned: bool = False  # engine on all cores but the last, this client on the last
 
 
 # Engine arguments, environment or request fields tried against the burst (all on top of
@@ -64,6 +66,7 @@ VARIANTS = {
     "no-prefix-cache": Variant("no-prefix-cache", ("--no-enable-prefix-caching",)),
     "no-multiprocessing": Variant("no-multiprocessing",
                                   env={"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}),
+    "pinned": Variant("pinned", pinned=True),
 }
 
 
@@ -128,9 +131,15 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "tok_per_s_p50": statistics.median(r["tokens"] / r["ttlt_s"] for r in rows)}
 
 
+def split(pinned: bool) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+    """(engine CPUs, client CPUs) as `make run` splits a CPU box (stack.cpus), or unpinned."""
+    return split_cpus("auto", "auto", device="cpu") if pinned else (None, None)
+
+
 def engine_for(variant: Variant, model_dir: Path, python: Path, cache: Path) -> EngineProcess:
     config = EngineConfig(model=str(model_dir), python=python, cache_dir=cache, port=free_port(),
-                          extra_args=list(variant.args), env=dict(variant.env))
+                          extra_args=list(variant.args), env=dict(variant.env),
+                          cpus=split(variant.pinned)[0])
     return EngineProcess(config, log_path=cache / f"bench-engine-burst-{variant.name}.log")
 
 
@@ -161,10 +170,15 @@ def main(argv: list[str] | None = None) -> int:
             variant = VARIANTS[name]
             engine = engine_for(variant, model_dir, python, cache)
             print(f"{name}: starting engine (load average {load_average()})", file=sys.stderr)
+            client_cpus = split(variant.pinned)[1]
+            before = os.sched_getaffinity(0)
+            if client_cpus:
+                os.sched_setaffinity(0, client_cpus)
             with engine:
                 runs = asyncio.run(run_requests(engine.config.url, engine.config.served_model_name,
                                                 args.requests, args.tokens, args.pause_ms,
                                                 variant.body))
+            os.sched_setaffinity(0, before)
             for kind, rows in runs.items():
                 results.setdefault(name, {}).setdefault(kind, []).extend(rows)
     summary = {name: {kind: summarise(rows) for kind, rows in kinds.items()}

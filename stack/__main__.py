@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from app.config import Settings
 from stack.config import StackSettings
+from stack.cpus import format_cpus, pin, split_cpus
 from stack.engine import EngineConfig, EngineProcess, EngineStartError, http_status
 from stack.weights import Hub, codec_of, resolve_lm, resolve_neucodec, resolve_snac
 
@@ -57,12 +58,13 @@ def api_environment(base: Mapping[str, str], settings: Settings, *, engine_url: 
 
 
 def engine_config(launcher: StackSettings, settings: Settings, *, model: str, device: str,
-                  python: Path, cache_dir: Path, hub: Hub) -> EngineConfig:
+                  python: Path, cache_dir: Path, hub: Hub,
+                  cpus: frozenset[int] | None = None) -> EngineConfig:
     return EngineConfig(
         model=model, python=python, cache_dir=cache_dir,
         served_model_name=settings.model_name, port=launcher.engine_port, device=device,
         max_model_len=launcher.max_model_len, gpu_memory_utilization=launcher.gpu_mem_util,
-        dtype=launcher.dtype(device), env=hub.environment(),
+        dtype=launcher.dtype(device), env=hub.environment(), cpus=cpus,
     )
 
 
@@ -108,9 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("weights decided in %.1f s: model %s, %s %s", time.monotonic() - started,
                 lm, codec, codec_weights)
 
+    engine_cpus, api_cpus = split_cpus(launcher.engine_cpus, launcher.api_cpus, device=device)
+    if engine_cpus or api_cpus:
+        logger.info("CPUs: engine %s, API %s", format_cpus(engine_cpus) if engine_cpus else "all",
+                    format_cpus(api_cpus) if api_cpus else "all")
     engine = EngineProcess(engine_config(launcher, settings, model=lm, device=device,
                                          python=Path(args.engine_python), cache_dir=cache_dir,
-                                         hub=hub))
+                                         hub=hub, cpus=engine_cpus))
     host = api_host(settings)
     port = settings.port
     # Where this machine reaches the API: a wildcard listen address on loopback.
@@ -131,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("vLLM healthy after %.1f s", took)
         env = api_environment(os.environ, settings, engine_url=engine.config.url, snac=snac,
                               lm_demo=lm_demo, hub=hub, neucodec=neucodec, codec=codec)
-        api = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT)
+        api = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT,
+                               preexec_fn=(lambda: pin(api_cpus)) if api_cpus else None)  # noqa: PLW1509
         wait_http(f"http://{health_host}:{port}/health", api, API_STARTUP_TIMEOUT_S)
         print(f"""
 READY: API on http://{host}:{port} (engine {engine.config.url}, model {lm}{

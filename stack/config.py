@@ -53,6 +53,16 @@ class StackSettings(BaseSettings):
         0.7, alias="GPU_MEM_UTIL", gt=0.0, le=1.0,
         description="Fraction of GPU memory vLLM may take (CUDA only).",
     )
+    engine_cpus: str = Field(
+        "auto", alias="ENGINE_CPUS",
+        description="CPUs the engine may use, e.g. 0-5; auto = on a CPU engine all but the "
+        "API's quarter of the cores (stack.cpus), else unpinned; all = unpinned.",
+    )
+    api_cpus: str = Field(
+        "auto", alias="API_CPUS",
+        description="CPUs the API (event loop and codec) may use, e.g. 6-7; auto = on a CPU "
+        "engine the last quarter of the cores (at least one), else unpinned; all = unpinned.",
+    )
     hf_hub_offline: bool = Field(
         False, alias="HF_HUB_OFFLINE",
         description="Never contact the hub: use local directories, the hub cache, or the "

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
+from stack.cpus import pin
+
 logger = logging.getLogger(__name__)
 
 
@@ -37,6 +39,7 @@ class EngineConfig:
     gpu_memory_utilization: float = 0.7  # CUDA only
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # on top of ours, e.g. HF_HUB_OFFLINE
+    cpus: frozenset[int] | None = None  # pin the engine's processes to these (stack.cpus)
 
     @property
     def url(self) -> str:
@@ -98,9 +101,11 @@ class EngineProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed in stop()
         logger.info("starting vLLM: %s", " ".join(self.config.command()))
         self.started_at = time.monotonic()
+        cpus = self.config.cpus
         self._proc = subprocess.Popen(
             self.config.command(), env=self.config.environment(), stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=(lambda: pin(cpus)) if cpus else None,  # noqa: PLW1509 - no threads yet
         )
         self._log = log
 

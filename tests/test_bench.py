@@ -214,6 +214,19 @@ class _FakeCodec:
     def warm_up(self, lengths: list[int]) -> None:
         self.warmed += lengths
 
+    def stream_decoder(self) -> _FakeStream:
+        return _FakeStream()
+
+
+class _FakeStream:
+    """Each frame's audio as soon as it is pushed (no look-ahead), like frame_audio."""
+
+    def push(self, frames: np.ndarray) -> np.ndarray:
+        return frame_audio(frames) if len(frames) else np.zeros(0, np.float32)
+
+    def flush(self) -> np.ndarray:
+        return np.zeros(0, np.float32)
+
 
 def test_side_by_side_runs_every_case_over_the_same_frames(codes):
     cases = build_cases()

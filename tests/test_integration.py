@@ -136,16 +136,22 @@ def batches_since(before: dict[int, int], stats) -> dict[int, int]:
 
 
 async def test_concurrent_requests_are_batched_by_the_codec_worker(api_url, app_state):
+    """DECODE_MODE=windows (what a GPU runs): equal-length windows of concurrent streams are
+    decoded in one call. (Stream mode decodes one stream per call; the app here runs it.)"""
     # The worker's stats live as long as the app: compare this test's decodes only, so an
     # earlier test's batch cannot pass it.
     before = dict(app_state.worker.stats.batch_histogram)
-    async with httpx.AsyncClient(base_url=api_url, timeout=180) as client:
-        responses = await asyncio.gather(*[
-            client.post(SPEECH, json={"input": f"Concurrent request number {i}, a longer text.",
-                                      "voice": ["husein", "idayu", "jenny", "nova"][i % 4],
-                                      "temperature": 0.8, "playback_speed": 0.5,
-                                      "playback_overlap_speed": 0.1})
-            for i in range(6)])
+    streamed, app_state.speech.streamed_decode = app_state.speech.streamed_decode, False
+    try:
+        async with httpx.AsyncClient(base_url=api_url, timeout=180) as client:
+            responses = await asyncio.gather(*[
+                client.post(SPEECH, json={
+                    "input": f"Concurrent request number {i}, a longer text.",
+                    "voice": ["husein", "idayu", "jenny", "nova"][i % 4], "temperature": 0.8,
+                    "playback_speed": 0.5, "playback_overlap_speed": 0.1})
+                for i in range(6)])
+    finally:
+        app_state.speech.streamed_decode = streamed
     assert [r.status_code for r in responses] == [200] * 6, [
         r.text for r in responses if r.status_code != 200]
     assert all(len(r.content) > 0 for r in responses)

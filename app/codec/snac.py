@@ -9,6 +9,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from app.codec.info import (
     EncoderSpec,
 )
 from app.codec.layout import codes_to_frames
+
+if TYPE_CHECKING:
+    from app.codec.snac_stream import SnacStream
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +164,13 @@ class SnacCodec:
         else:
             audio = self._decode_impl(tensor.to(self._device))
         return audio.float().cpu().numpy()
+
+    def stream_decoder(self) -> SnacStream:
+        """A stateful decoder for one stream: every frame decoded once, the audio equal to
+        one offline decode (`app.codec.snac_stream`). Batch 1, eager torch."""
+        from app.codec.snac_stream import SnacStream
+
+        return SnacStream(self._model, self._device, self._dtype)
 
     @property
     def encoder_spec(self) -> EncoderSpec:

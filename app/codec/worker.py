@@ -41,6 +41,18 @@ class Codec(Protocol):
         ...
 
 
+class StreamDecoder(Protocol):
+    """A codec's stateful decoder for one stream (`Codec.stream_decoder()`, where offered)."""
+
+    def push(self, frames: np.ndarray) -> np.ndarray:
+        """(T, codes_per_frame) new frames -> the float32 audio now final."""
+        ...
+
+    def flush(self) -> np.ndarray:
+        """The rest of the audio once the last frame has been pushed."""
+        ...
+
+
 @dataclass
 class WorkerStats:
     decode_calls: int = 0
@@ -121,6 +133,25 @@ class CodecWorker:
         """(T, codes_per_frame) frames -> (T * samples_per_frame,) float32. Cancelling
         withdraws the work."""
         return await self._submit(_Item(*self._future(), frames=frames))
+
+    async def decode_streamed(self, stream: StreamDecoder, frames: np.ndarray, *,
+                              final: bool) -> np.ndarray:
+        """Push (T, codes_per_frame) frames through a stream decoder on the codec thread (and
+        flush it when `final`): the audio now final. Counted like a decode."""
+        def call() -> np.ndarray:
+            started = time.perf_counter()
+            audio = stream.push(frames)
+            if final:
+                audio = np.concatenate([audio, stream.flush()])
+            self.stats.busy_s += time.perf_counter() - started
+            self.stats.decode_calls += 1
+            self.stats.windows += 1
+            self.stats.frames += frames.shape[0]
+            self.stats.batch_histogram[1] += 1
+            self.stats.max_batch = max(self.stats.max_batch, 1)
+            return audio
+
+        return await self.run(call)
 
     async def run(self, call: Callable[[], T]) -> T:
         """Run `call` on the codec thread (anything touching the model goes through here)."""
