@@ -48,7 +48,7 @@ _LAYOUT_COLUMNS = (
     ("samples_per_frame", "INTEGER", str(SNAC_24KHZ.samples_per_frame)),
     ("sample_rate", "INTEGER", str(SNAC_24KHZ.sample_rate)),
 )
-_COLUMNS = ("id, name, created_at, reference_text, frames, codec, consent, layout_codec, "
+COLUMNS = ("id, name, created_at, reference_text, frames, codec, consent, layout_codec, "
             "codes_per_frame, codebook_size, samples_per_frame, sample_rate")
 # Codes are two bytes each, little-endian, frame after frame: SNAC's 0..4095 and NeuCodec's
 # 0..65535 both fit.
@@ -115,6 +115,23 @@ def blob_to_frames(blob: bytes, layout: CodecLayout) -> np.ndarray:
     return codes.reshape(-1, layout.codes_per_frame)
 
 
+def voice_row(voice: CustomVoice) -> tuple[Any, ...]:
+    """A voice as the values of `COLUMNS`, in order (both stores' rows)."""
+    info, layout = voice.info, voice.layout
+    return (info.id, info.name, info.created_at, voice.reference_text,
+            frames_to_blob(voice.frames, layout), voice.codec, voice.consent, layout.codec,
+            layout.codes_per_frame, layout.codebook_size, layout.samples_per_frame,
+            layout.sample_rate)
+
+
+def voice_from_row(row: tuple[Any, ...]) -> CustomVoice:
+    """The inverse of `voice_row` (drivers may hand back memoryview frames, decimal times)."""
+    id_, name, created_at, text, blob, codec, consent, *shape = row
+    layout = CodecLayout(*shape)
+    return CustomVoice(VoiceInfo(id_, name, int(created_at)), text,
+                       blob_to_frames(bytes(blob), layout), codec, consent, layout=layout)
+
+
 class SqliteVoiceStore:
     """Voices in one SQLite file. One connection, used by one thread at a time (the lock);
     WAL lets other processes read while one writes, busy_timeout makes writers wait."""
@@ -170,22 +187,13 @@ class SqliteVoiceStore:
         return rows
 
     async def add(self, voice: CustomVoice) -> None:
-        info, layout = voice.info, voice.layout
         await self._call(
-            f"INSERT INTO voices ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (info.id, info.name, info.created_at, voice.reference_text,
-             frames_to_blob(voice.frames, layout), voice.codec, voice.consent, layout.codec,
-             layout.codes_per_frame, layout.codebook_size, layout.samples_per_frame,
-             layout.sample_rate))
+            f"INSERT INTO voices ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            voice_row(voice))
 
     async def get(self, voice_id: str) -> CustomVoice | None:
-        rows = await self._call(f"SELECT {_COLUMNS} FROM voices WHERE id = ?", (voice_id,))
-        if not rows:
-            return None
-        id_, name, created_at, text, blob, codec, consent, *shape = rows[0]
-        layout = CodecLayout(*shape)
-        return CustomVoice(VoiceInfo(id_, name, created_at), text, blob_to_frames(blob, layout),
-                           codec, consent, layout=layout)
+        rows = await self._call(f"SELECT {COLUMNS} FROM voices WHERE id = ?", (voice_id,))
+        return voice_from_row(rows[0]) if rows else None
 
     async def list(self) -> list[VoiceInfo]:
         rows = await self._call("SELECT id, name, created_at FROM voices"

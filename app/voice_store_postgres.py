@@ -24,8 +24,14 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from app.codec.info import CodecLayout
-from app.voice_store import CustomVoice, VoiceInfo, VoiceStoreError, blob_to_frames, frames_to_blob
+from app.voice_store import (
+    COLUMNS,
+    CustomVoice,
+    VoiceInfo,
+    VoiceStoreError,
+    voice_from_row,
+    voice_row,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +58,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-_COLUMNS = ("id, name, created_at, reference_text, frames, codec, consent, layout_codec, "
-            "codes_per_frame, codebook_size, samples_per_frame, sample_rate")
 _DRIVER_SUFFIX = re.compile(r"^(postgres(?:ql)?)\+\w+://")
 
 
@@ -126,23 +130,13 @@ class PostgresVoiceStore:
         return rows
 
     async def add(self, voice: CustomVoice) -> None:
-        info, layout = voice.info, voice.layout
         await self._call(
-            f"INSERT INTO voices ({_COLUMNS}) VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (info.id, info.name, info.created_at, voice.reference_text,
-             frames_to_blob(voice.frames, layout), voice.codec, voice.consent, layout.codec,
-             layout.codes_per_frame, layout.codebook_size, layout.samples_per_frame,
-             layout.sample_rate))
+            f"INSERT INTO voices ({COLUMNS}) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", voice_row(voice))
 
     async def get(self, voice_id: str) -> CustomVoice | None:
-        rows = await self._call(f"SELECT {_COLUMNS} FROM voices WHERE id = %s", (voice_id,))
-        if not rows:
-            return None
-        id_, name, created_at, text, blob, codec, consent, *shape = rows[0]
-        layout = CodecLayout(*shape)
-        return CustomVoice(VoiceInfo(id_, name, int(created_at)), text,
-                           blob_to_frames(bytes(blob), layout), codec, consent, layout=layout)
+        rows = await self._call(f"SELECT {COLUMNS} FROM voices WHERE id = %s", (voice_id,))
+        return voice_from_row(rows[0]) if rows else None
 
     async def list(self) -> list[VoiceInfo]:
         rows = await self._call("SELECT id, name, created_at FROM voices"

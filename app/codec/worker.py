@@ -143,12 +143,7 @@ class CodecWorker:
             audio = stream.push(frames)
             if final:
                 audio = np.concatenate([audio, stream.flush()])
-            self.stats.busy_s += time.perf_counter() - started
-            self.stats.decode_calls += 1
-            self.stats.windows += 1
-            self.stats.frames += frames.shape[0]
-            self.stats.batch_histogram[1] += 1
-            self.stats.max_batch = max(self.stats.max_batch, 1)
+            self._count(time.perf_counter() - started, frames.shape[0], batch=1)
             return audio
 
         return await self.run(call)
@@ -234,6 +229,15 @@ class CodecWorker:
             for first in range(0, len(same_length), per_call):
                 self._decode_group(steps, same_length[first:first + per_call])
 
+    def _count(self, busy_s: float, steps: int, *, batch: int) -> None:
+        """One decode call of `batch` windows of `steps` frames each, on the codec thread."""
+        self.stats.busy_s += busy_s
+        self.stats.decode_calls += 1
+        self.stats.windows += batch
+        self.stats.frames += steps * batch
+        self.stats.max_batch = max(self.stats.max_batch, batch)
+        self.stats.batch_histogram[batch] += 1
+
     def _decode_group(self, steps: int, group: list[_Item]) -> None:
         """Decode equal-length windows in one call and hand each caller its row."""
         batch = np.stack([i.frames for i in group])  # (B, T, codes_per_frame), never padded
@@ -245,12 +249,7 @@ class CodecWorker:
             for item in group:
                 _resolve(item, exc=exc)
             return
-        self.stats.busy_s += time.perf_counter() - started
-        self.stats.decode_calls += 1
-        self.stats.windows += len(group)
-        self.stats.frames += steps * len(group)
-        self.stats.max_batch = max(self.stats.max_batch, len(group))
-        self.stats.batch_histogram[len(group)] += 1
+        self._count(time.perf_counter() - started, steps, batch=len(group))
         for row, item in enumerate(group):
             _resolve(item, result=audio[row])
 
