@@ -239,3 +239,17 @@ def test_side_by_side_runs_every_case_over_the_same_frames(codes):
         assert fidelity(run, frame_audio(codes)).snr_db > 20, case.name
     assert set(window_lengths(cases[1], codes)) == {4}  # orpheus
     assert 4 in codec.warmed
+
+
+def test_stream_batch_rows_decode_each_stream_as_if_pushed_alone(tmp_path):
+    from bench.stream_batch import main as stream_batch_main
+
+    out = tmp_path / "stream_batch.json"
+    assert stream_batch_main(["--push-frames", "1", "3", "--batches", "2", "--pushes", "2",
+                              "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["push_frames"], r["batch"]) for r in rows] == [(1, 1), (1, 2), (3, 1), (3, 2)]
+    for row in rows:
+        assert row["cpu_ms_per_stream_frame"] > 0
+        snr = row["snr_vs_alone_db"]
+        assert snr == "inf" or snr >= 100  # the batched push is the same decode
