@@ -13,7 +13,7 @@ VLLM_GPU_VERSION := 0.32.0
 # Picks the vLLM build; `python -m stack` picks the device the same way (ENGINE_DEVICE=auto).
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
-.PHONY: setup setup-ci run lint test test-fast demo-model clean
+.PHONY: setup setup-ci run run-scale lint test test-fast demo-model clean
 
 NEUCODEC_REFERENCE := .cache/neucodec-reference
 
@@ -54,6 +54,12 @@ demo-model: $(VENV)/.installed
 # Settings come from the environment and .env (see .env_example and stack/config.py).
 run: setup
 	$(VENV)/bin/python -m stack
+
+# Scale-out on one box: two engines behind vllm-router, two API replicas (9091, 9092), voices in
+# a PostgreSQL server of its own (Debian's postgresql package) -- docker-compose-scale.yaml's
+# topology without Docker. ENGINES and API_REPLICAS choose other counts.
+run-scale: setup
+	ENGINES=$${ENGINES:-2} API_REPLICAS=$${API_REPLICAS:-2} $(VENV)/bin/python -m stack
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check app stress_test bench stack tests

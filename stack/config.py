@@ -63,6 +63,26 @@ class StackSettings(BaseSettings):
         description="CPUs the API (event loop and codec) may use, e.g. 6-7; auto = on a CPU "
         "engine the last quarter of the cores (at least one), else unpinned; all = unpinned.",
     )
+    engines: int = Field(
+        1, alias="ENGINES", ge=1, le=16,
+        description="vLLM engines to start (make run-scale: 2). Engine i listens on "
+        "ENGINE_PORT + i; with more than one, vllm-router fronts them on ROUTER_PORT and the "
+        "API points there. On CUDA engine i gets GPU i (CUDA_VISIBLE_DEVICES).",
+    )
+    api_replicas: int = Field(
+        1, alias="API_REPLICAS", ge=1, le=16,
+        description="API processes to start (make run-scale: 2), replica i on PORT + i. With "
+        "more than one and VOICE_STORE_URL unset, custom voices go to a PostgreSQL server "
+        "started here (data in .cache/postgres) when its binaries exist, else to the SQLite "
+        "file in DATA_DIR that all replicas share.",
+    )
+    router_port: int = Field(9090, alias="ROUTER_PORT", ge=1, le=65535,
+                             description="Loopback port of vllm-router (ENGINES > 1).")
+    router_metrics_port: int = Field(29000, alias="ROUTER_METRICS_PORT", ge=1, le=65535,
+                                     description="Loopback port of the router's /metrics.")
+    postgres_port: int = Field(
+        5433, alias="POSTGRES_PORT", ge=1, le=65535,
+        description="Loopback port of the PostgreSQL server make run-scale starts.")
     hf_hub_offline: bool = Field(
         False, alias="HF_HUB_OFFLINE",
         description="Never contact the hub: use local directories, the hub cache, or the "

@@ -71,6 +71,19 @@ class EngineConfig:
         return env
 
 
+def stop_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGINT a child started in its own session (its whole process group), then SIGKILL it
+    if it has not exited within `timeout_s`."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def http_status(url: str, timeout: float = 2.0) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -131,13 +144,7 @@ class EngineProcess:
     def stop(self, timeout_s: float = 20.0) -> None:
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            os.killpg(self._proc.pid, signal.SIGINT)
-            try:
-                self._proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait()
+        stop_group(self._proc, timeout_s)
         self._log.close()
         self._proc = None
 

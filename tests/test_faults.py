@@ -76,7 +76,9 @@ def test_engine_killed_mid_stream_ends_every_stream_quickly_and_recovers(engine_
                 t.join(10)
             codec.gate.set()
             assert len(ended) == 3
-            assert max(ended.values()) - killed_at < 2.0, ended
+            after = sorted(round(t - killed_at, 3) for t in ended.values())
+            print(f"\nstreams ended {after} s after the engine was killed", file=sys.stderr)
+            assert max(after) < 2.0, after
 
             r = httpx.post(url + SPEECH, json={"input": "Hello"}, timeout=10)
             assert r.status_code == 503 and r.headers["retry-after"]

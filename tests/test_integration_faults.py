@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -53,7 +54,9 @@ def test_engine_lost_mid_stream_ends_streams_within_2_s_and_recovers(engine):
             link.kill()
             for t in threads:
                 t.join(30)
-            assert len(ended) == 3 and max(ended.values()) - cut < 2.0, ended
+            after = sorted(round(t - cut, 3) for t in ended.values())
+            print(f"\nstreams ended {after} s after the link to vLLM was cut", file=sys.stderr)
+            assert len(ended) == 3 and max(after) < 2.0, after
             assert all(n < FULL_BYTES for n in got.values())  # cut short, not finished
             # The engine itself saw the disconnects and stopped generating.
             deadline = time.monotonic() + 10

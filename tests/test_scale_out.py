@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -24,7 +23,8 @@ import pytest
 
 from app.config import Settings
 from app.server import create_app
-from stack.engine import EngineProcess
+from stack.engine import EngineProcess, EngineStartError
+from stack.router import RouterConfig, RouterProcess
 from stress_test.load import LoadConfig, run_load
 from tests.audio_clips import reference_wav
 from tests.engine_fixtures import CACHE, ROOT, _start_engine
@@ -44,7 +44,7 @@ def router_binary() -> Path:
 class Router:
     url: str
     metrics_url: str
-    process: subprocess.Popen[bytes]
+    process: RouterProcess
 
 
 @dataclass
@@ -79,37 +79,18 @@ def router(engine, second_engine) -> Iterator[Router]:
     if not binary.exists():
         pytest.skip(f"vllm-router not installed ({binary}); `make setup` installs it, or set "
                     "VLLM_ROUTER")
-    port, metrics_port = free_port(), free_port()
-    log = open(CACHE / "test-router.log", "ab")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [str(binary), "--host", "127.0.0.1", "--port", str(port),
-         "--worker-urls", engine.config.url, second_engine.config.url,
-         "--policy", "round_robin", "--health-check-interval-secs", "1",
-         "--health-failure-threshold", "2", "--health-check-timeout-secs", "5",
-         "--prometheus-host", "127.0.0.1", "--prometheus-port", str(metrics_port),
-         "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    config = RouterConfig(binary, [engine.config.url, second_engine.config.url],
+                          port=free_port(), metrics_port=free_port(), health_interval_s=1)
+    process = RouterProcess(config, CACHE / "test-router.log")
+    process.start()
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                readiness = httpx.get(url + "/readiness", timeout=5)
-                if readiness.status_code == 200 and readiness.json()["healthy_workers"] == 2:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"vllm-router did not come up (see {CACHE / 'test-router.log'})")
-            time.sleep(0.5)
-        yield Router(url, f"http://127.0.0.1:{metrics_port}/metrics", process)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+            process.wait_ready(2)
+        except EngineStartError as exc:
+            pytest.fail(str(exc))
+        yield Router(config.url, f"http://127.0.0.1:{config.metrics_port}/metrics", process)
+    finally:
+        process.stop()
 
 
 @pytest.fixture(scope="module")

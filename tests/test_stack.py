@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.config import Settings
-from stack.__main__ import api_environment, engine_config
+from stack.__main__ import api_environment, engine_config, stack_ports, wants_postgres
 from stack.config import StackSettings
 from stack.weights import Hub, codec_of, probe_hub, resolve_lm, resolve_neucodec, resolve_snac
 from tests.servers import free_port, serve
@@ -211,9 +211,28 @@ FAKE_ENGINE = """\
 #!/bin/sh
 # Stands in for the vLLM interpreter: record what the launcher handed over, then fail start-up.
 printf '%s\\n' "$@" > "$(dirname "$0")/argv"
+printf '%s\\n' "$@" > "$(dirname "$0")/argv-$$"
 env > "$(dirname "$0")/env"
 exit 3
 """
+
+
+def fake_engine(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A stand-in engine interpreter, and an environment without our settings in it."""
+    fake = tmp_path / "bin" / "python"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_ENGINE)
+    fake.chmod(0o755)
+    env = {key: value for key, value in os.environ.items() if key not in ALIASES}
+    env["PYTHONPATH"] = str(ROOT)
+    return fake, env
+
+
+def launch_stack(fake: Path, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stack", "--engine-python", str(fake),
+         "--cache-dir", str(cwd / "cache")],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_launch_offline_decides_within_seconds_and_tells_the_engine(tmp_path):
@@ -224,18 +243,10 @@ def test_launch_offline_decides_within_seconds_and_tells_the_engine(tmp_path):
     (tmp_path / ".env").write_text(
         f"HF_ENDPOINT=http://127.0.0.1:{free_port()}\nTTS_MODEL={model}\nSNAC_MODEL=random\n"
         f"ENGINE_PORT={engine_port}\nENGINE_DEVICE=cpu\nMODEL_NAME=from-dotenv\n")
-    fake = tmp_path / "bin" / "python"
-    fake.parent.mkdir()
-    fake.write_text(FAKE_ENGINE)
-    fake.chmod(0o755)
-    env = {key: value for key, value in os.environ.items() if key not in ALIASES}
-    env["PYTHONPATH"] = str(ROOT)
+    fake, env = fake_engine(tmp_path)
 
     started = time.monotonic()
-    launch = subprocess.run(
-        [sys.executable, "-m", "stack", "--engine-python", str(fake),
-         "--cache-dir", str(tmp_path / "cache")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    launch = launch_stack(fake, env, tmp_path)
     took = time.monotonic() - started
 
     assert launch.returncode == 1, launch.stderr
@@ -289,3 +300,54 @@ def test_offline_fallback_is_the_demo_of_the_same_codec(clean_env):
                           snac="hubertsiuzdak/snac_24khz", lm_demo=True, hub=hub,
                           neucodec="random", codec="neucodec")
     assert env["MODEL_PROFILE"] == "scicom-demo" and env["NEUCODEC_MODEL"] == "random"
+
+
+def test_scaled_engines_get_consecutive_ports_and_a_gpu_each(clean_env):
+    hub = Hub(offline=True, endpoint="http://hub.invalid")
+    launcher, settings = launcher_settings(ENGINES="2", ENGINE_PORT="9200"), Settings(_env_file=None)
+    configs = [engine_config(launcher, settings, model="m", device=device, python=Path("python"),
+                             cache_dir=Path("unused"), hub=hub, index=i)
+               for device in ("cpu", "cuda") for i in range(2)]
+    assert [c.port for c in configs] == [9200, 9201, 9200, 9201]
+    assert [c.env.get("CUDA_VISIBLE_DEVICES") for c in configs] == [None, None, "0", "1"]
+    single = engine_config(launcher_settings(), settings, model="m", device="cuda",
+                           python=Path("python"), cache_dir=Path("unused"), hub=hub)
+    assert "CUDA_VISIBLE_DEVICES" not in single.env  # one engine sees what it is given
+
+
+def test_stack_ports_name_every_listener_and_refuse_a_clash(clean_env):
+    settings = Settings(_env_file=None)
+    ports = stack_ports(launcher_settings(ENGINES="2", API_REPLICAS="2"), settings, postgres=True)
+    assert sorted(ports.values()) == [5433, 9090, 9091, 9092, 9093, 9094, 29000]
+    assert list(stack_ports(launcher_settings(), settings, postgres=False).values()) == [
+        9093, 9091]
+    with pytest.raises(ValueError, match="port 9093"):  # replica 3 would sit on engine 1's port
+        stack_ports(launcher_settings(API_REPLICAS="3"), settings, postgres=False)
+
+
+def test_replicas_share_a_postgres_of_their_own_unless_a_store_is_named(clean_env):
+    two = launcher_settings(API_REPLICAS="2")
+    assert wants_postgres(two, Settings(_env_file=None))
+    assert wants_postgres(two, Settings(_env_file=None, VOICE_STORE_URL=" "))  # blank: unset
+    assert not wants_postgres(two, Settings(_env_file=None,
+                                            VOICE_STORE_URL="postgresql://db/voices"))
+    assert not wants_postgres(launcher_settings(), Settings(_env_file=None))
+
+
+def test_launch_scaled_starts_every_engine_before_waiting(tmp_path):
+    """ENGINES=2: both engines are started (consecutive ports) before the first is awaited."""
+    model = tmp_path / "model"
+    model.mkdir()
+    engine_port = free_port()
+    (tmp_path / ".env").write_text(
+        f"HF_HUB_OFFLINE=1\nTTS_MODEL={model}\nSNAC_MODEL=random\nENGINE_PORT={engine_port}\n"
+        f"ENGINE_DEVICE=cpu\nENGINES=2\nAPI_REPLICAS=2\nPORT={free_port()}\n"
+        f"VOICE_STORE_URL=sqlite:///voices.db\n")
+    fake, env = fake_engine(tmp_path)
+    launch = launch_stack(fake, env, tmp_path)
+    assert launch.returncode == 1, launch.stderr
+    assert "vLLM exited during start-up" in launch.stderr
+    ports = sorted(int(argv[argv.index("--port") + 1]) for argv in (
+        path.read_text().splitlines() for path in fake.parent.glob("argv-*")))
+    assert ports == [engine_port, engine_port + 1]
+    assert (tmp_path / "cache" / "engine-2.log").exists()

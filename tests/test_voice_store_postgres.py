@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import tempfile
 import threading
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -14,7 +16,9 @@ import pytest
 from app.codec.info import NEUCODEC, SNAC_24KHZ
 from app.voice_store import CustomVoice, VoiceStoreError, open_voice_store
 from app.voice_store_postgres import SCHEMA_VERSION, PostgresVoiceStore, conninfo, migrate
+from stack.postgres import LocalPostgres, PostgresUnavailable
 from tests.postgres_fixtures import fresh_database
+from tests.servers import free_port
 
 _databases = itertools.count()
 
@@ -170,3 +174,27 @@ async def test_open_voice_store_dispatches_postgres_urls(scheme, db_url, tmp_pat
 ])
 def test_conninfo_drops_a_driver_suffix(url, expected):
     assert conninfo(url) == expected
+
+
+def test_a_kept_local_server_keeps_its_data_across_restarts():
+    """make run-scale's server (stack.postgres, keep=True): a restart finds the same data."""
+    root = Path(tempfile.mkdtemp(prefix="tts-pg-kept-"))
+    server = LocalPostgres(root, free_port(), keep=True, fsync=False)
+    try:
+        server.check()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        url = server.start()
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("CREATE TABLE kept (n int)")
+            connection.execute("INSERT INTO kept VALUES (7)")
+        server.stop()
+        assert (root / "data" / "PG_VERSION").exists()
+        url = server.start()
+        with psycopg.connect(url) as connection:
+            assert connection.execute("SELECT n FROM kept").fetchall() == [(7,)]
+    finally:
+        server.keep = False
+        server.stop()
+    assert not root.exists()
