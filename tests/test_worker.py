@@ -136,3 +136,21 @@ async def test_worker_decodes_one_code_neucodec_frames_in_equal_length_groups():
         worker.stop()
     assert [r.shape for r in results] == [(5 * 480,), (75 * 480,), (75 * 480,), (80 * 480,)]
     assert sorted(codec.batches[1:]) == [(1, 80), (2, 75)]  # grouped by length, never padded
+
+
+async def test_memory_is_handed_back_after_stream_pushes_and_other_jobs_too(monkeypatch):
+    """DECODE_MODE=stream runs as codec jobs, not window batches: they must trim as well."""
+    import app.codec.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "TRIM_INTERVAL_S", 0.0)
+    worker = CodecWorker(RecordingCodec(), dynamic_batching=True, max_batch_size=8,
+                         batch_wait_s=0.001)
+    trims: list[int] = []
+    worker._trim = lambda: trims.append(1)
+    worker.start()
+    try:
+        for _ in range(3):
+            assert await worker.run(lambda: 42) == 42
+    finally:
+        worker.stop()
+    assert len(trims) == 3

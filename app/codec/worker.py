@@ -192,7 +192,8 @@ class CodecWorker:
                 return
             assert isinstance(first, _Item)
             if first.call is not None:
-                self._execute_call(first)
+                self._execute_call(first)  # stream pushes, encodes: they allocate too
+                self._release_memory()
                 continue
             items, stop = self._collect(first) if self.max_batch_size > 1 else ([first], False)
             self._decode_batch(items)
