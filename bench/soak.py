@@ -7,15 +7,19 @@ SNAC weights) in processes of their own, unless `--url` points at a running API 
 names its process for the RSS samples). Sends `--requests` requests, at most `--concurrency` at
 once: every response format, short / multi-sentence / long texts, streamed and not, SSE, some
 voice-conversion uploads, and some streams the client drops after the first bytes (expected,
-not errors). The API's resident memory is sampled every `--sample-every` requests; growth is
-measured from the first sample after `--warmup` requests (allocator pools, codec buffers and
-caches fill during warm-up) to the last one. Target: under 10 % growth and no unexpected error.
+not errors). Requests go in blocks of `--sample-every`; after each block, once the API is idle
+(SETTLE_S, past the codec worker's idle trim), its resident memory is sampled: what it
+retains, which a leak moves and in-flight work does not. Growth is measured from the first
+sample after `--warmup` requests (allocator pools, codec buffers and caches fill during
+warm-up) to the last one; RSS is also polled while busy and its peak reported. Target: under
+10 % growth and no unexpected error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import random
@@ -35,6 +39,8 @@ from bench.common import ROOT, format_table, free_port, load_average, machine_in
 from bench.processes import Server, start_server
 
 FORMATS = ("pcm", "wav", "mp3", "opus", "aac", "flac")
+SETTLE_S = 2.0  # after a block: past the codec worker's idle trim (TRIM_INTERVAL_S, 1 s)
+BUSY_POLL_S = 0.5
 SHORT_TEXTS = ("Hello!", "Good morning, everyone.", "Terima kasih.", "Yes, that is right.",
                "Ye encik, apa yang saya boleh tolong?", "See you tomorrow at nine.")
 MULTI_SENTENCE_TEXTS = (
@@ -212,26 +218,37 @@ async def send(client: httpx.AsyncClient, spec: RequestSpec, reference: bytes,
 
 
 async def run_soak(url: str, pid: int | None, specs: list[RequestSpec], *, concurrency: int,
-                   sample_every: int, timeout_s: float) -> tuple[list[Result], list[RssSample]]:
+                   sample_every: int, timeout_s: float, settle_s: float = SETTLE_S,
+                   ) -> tuple[list[Result], list[RssSample], int | None]:
+    """Send `specs` in blocks of `sample_every`, at most `concurrency` at once. After each
+    block the API is idle: `settle_s` later its RSS is sampled (what it retains, the number a
+    leak moves). Meanwhile RSS is also polled; the largest value is the busy peak (returned
+    third, KiB; None without a pid)."""
     results: list[Result] = []
     samples: list[RssSample] = []
     errors = 0
     started = time.monotonic()
     reference = reference_wav()
+    busy_peak = [0]
+    done = asyncio.Event()
 
     def sample() -> None:
         if pid is not None:
             samples.append(RssSample(len(results), round(time.monotonic() - started, 1),
                                      rss_kib(pid), errors, load_average()[0]))
 
+    async def poll_peak() -> None:
+        while pid is not None and not done.is_set():
+            busy_peak[0] = max(busy_peak[0], rss_kib(pid))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), BUSY_POLL_S)
+
     sample()
-    queue: asyncio.Queue[RequestSpec] = asyncio.Queue()
-    for spec in specs:
-        queue.put_nowait(spec)
     limits = httpx.Limits(max_connections=concurrency * 2)
+    poller = asyncio.ensure_future(poll_peak())
     async with httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits) as client:
 
-        async def worker() -> None:
+        async def worker(queue: asyncio.Queue[RequestSpec]) -> None:
             nonlocal errors
             while not queue.empty():
                 result = await send(client, queue.get_nowait(), reference, timeout_s)
@@ -241,17 +258,21 @@ async def run_soak(url: str, pid: int | None, specs: list[RequestSpec], *, concu
                     print(f"error: request {result.spec.index} {result.spec.kind} "
                           f"{result.spec.response_format}: {result.status} {result.detail}",
                           file=sys.stderr)
-                if len(results) % sample_every == 0:
-                    sample()
-                    last = samples[-1] if samples else None
-                    print(f"{len(results)}/{len(specs)} done, {errors} errors"
-                          + (f", RSS {last.rss_kib / 1024:.0f} MiB" if last else ""),
-                          file=sys.stderr)
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    if not samples or samples[-1].requests_done != len(results):
-        sample()
-    return results, samples
+        for first in range(0, len(specs), sample_every):
+            queue: asyncio.Queue[RequestSpec] = asyncio.Queue()
+            for spec in specs[first:first + sample_every]:
+                queue.put_nowait(spec)
+            await asyncio.gather(*(worker(queue) for _ in range(concurrency)))
+            await asyncio.sleep(settle_s)  # idle: the codec worker hands freed memory back
+            sample()
+            last = samples[-1] if samples else None
+            print(f"{len(results)}/{len(specs)} done, {errors} errors"
+                  + (f", idle RSS {last.rss_kib / 1024:.0f} MiB" if last else ""),
+                  file=sys.stderr)
+    done.set()
+    await poller
+    return results, samples, (busy_peak[0] or None) if pid is not None else None
 
 
 def summarize(results: list[Result], samples: list[RssSample], warmup: int) -> dict[str, Any]:
@@ -287,9 +308,12 @@ def print_report(samples: list[RssSample], summary: dict[str, Any], warmup: int)
     if growth["growth_pct"] is not None:
         verdict = "within" if growth["within_target"] else "OVER"
         print(f"RSS after warm-up ({warmup} requests): {baseline / 1024:.1f} -> "
-              f"{growth['final_kib'] / 1024:.1f} MiB ({growth['growth_pct']:+.1f} %, peak "
-              f"{growth['peak_kib'] / 1024:.1f} MiB): {verdict} the {TARGET_GROWTH_PCT:g} % "
-              "target")
+              f"{growth['final_kib'] / 1024:.1f} MiB idle ({growth['growth_pct']:+.1f} %, "
+              f"idle peak {growth['peak_kib'] / 1024:.1f} MiB): {verdict} the "
+              f"{TARGET_GROWTH_PCT:g} % target")
+    if growth.get("busy_peak_kib"):
+        print(f"busy peak RSS (polled every {BUSY_POLL_S:g} s): "
+              f"{growth['busy_peak_kib'] / 1024:.1f} MiB")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -349,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         url = args.url or api.url
         pid = args.pid if args.url else api.pid
         try:
-            results, samples = asyncio.run(run_soak(
+            results, samples, busy_peak = asyncio.run(run_soak(
                 url, pid, specs, concurrency=args.concurrency,
                 sample_every=args.sample_every, timeout_s=args.timeout_s))
         finally:
@@ -361,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             if engine is not None:
                 engine.stop()
     summary = summarize(results, samples, args.warmup)
+    summary["rss"]["busy_peak_kib"] = busy_peak
     print_report(samples, summary, args.warmup)
     elapsed = time.perf_counter() - started
     print(f"\ntotal {elapsed:.0f} s; load average now {load_average()}")

@@ -154,3 +154,24 @@ async def test_memory_is_handed_back_after_stream_pushes_and_other_jobs_too(monk
     finally:
         worker.stop()
     assert len(trims) == 3
+
+
+async def test_an_idle_worker_hands_back_what_its_last_jobs_freed(monkeypatch):
+    import app.codec.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "TRIM_INTERVAL_S", 0.2)
+    worker = CodecWorker(RecordingCodec(), dynamic_batching=True, max_batch_size=8,
+                         batch_wait_s=0.001)
+    trims: list[float] = []
+    worker._trim = lambda: trims.append(1)
+    worker.start()
+    try:
+        await worker.run(lambda: None)  # trims (none yet)
+        await worker.run(lambda: None)  # within the interval: left for later
+        assert len(trims) == 1
+        await asyncio.sleep(0.6)  # idle: the worker trims once, then waits without a timeout
+        assert len(trims) == 2
+        await asyncio.sleep(0.5)
+        assert len(trims) == 2
+    finally:
+        worker.stop()

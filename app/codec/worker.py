@@ -112,6 +112,7 @@ class CodecWorker:
         self._thread: threading.Thread | None = None
         self._trim = _malloc_trim()
         self._trimmed_at = 0.0
+        self._untrimmed = False  # work ran since the last trim
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="codec-worker", daemon=True)
@@ -187,7 +188,11 @@ class CodecWorker:
 
         torch.set_grad_enabled(False)
         while True:
-            first = self._queue.get()
+            try:  # once idle, hand back what the last jobs freed (they may not have trimmed)
+                first = self._queue.get(timeout=TRIM_INTERVAL_S if self._untrimmed else None)
+            except queue.Empty:
+                self._release_memory(force=True)
+                continue
             if first is _STOP:
                 return
             assert isinstance(first, _Item)
@@ -201,11 +206,17 @@ class CodecWorker:
             if stop:
                 return
 
-    def _release_memory(self) -> None:
+    def _release_memory(self, *, force: bool = False) -> None:
+        """malloc_trim at most once per TRIM_INTERVAL_S (or now, with `force`)."""
         now = time.monotonic()
-        if self._trim is not None and now - self._trimmed_at >= TRIM_INTERVAL_S:
+        if self._trim is None:
+            return
+        if force or now - self._trimmed_at >= TRIM_INTERVAL_S:
             self._trim()
             self._trimmed_at = now
+            self._untrimmed = False
+        else:
+            self._untrimmed = True
 
     def _execute_call(self, item: _Item) -> None:
         if item.future.cancelled():
