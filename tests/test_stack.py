@@ -211,7 +211,6 @@ FAKE_ENGINE = """\
 #!/bin/sh
 # Stands in for the vLLM interpreter: record what the launcher handed over, then fail start-up.
 printf '%s\\n' "$@" > "$(dirname "$0")/argv"
-printf '%s\\n' "$@" > "$(dirname "$0")/argv-$$"
 env > "$(dirname "$0")/env"
 exit 3
 """
@@ -347,7 +346,11 @@ def test_launch_scaled_starts_every_engine_before_waiting(tmp_path):
     launch = launch_stack(fake, env, tmp_path)
     assert launch.returncode == 1, launch.stderr
     assert "vLLM exited during start-up" in launch.stderr
-    ports = sorted(int(argv[argv.index("--port") + 1]) for argv in (
-        path.read_text().splitlines() for path in fake.parent.glob("argv-*")))
+    # From the launcher's own log: the first fake exits at once and the second may be
+    # stopped before it has written anything.
+    started = [line.split("starting vLLM: ", 1)[1].split() for line in
+               launch.stderr.splitlines() if "starting vLLM: " in line]
+    ports = [int(argv[argv.index("--port") + 1]) for argv in started]
     assert ports == [engine_port, engine_port + 1]
+    assert launch.stderr.rindex("starting vLLM") < launch.stderr.index("vLLM exited during")
     assert (tmp_path / "cache" / "engine-2.log").exists()
